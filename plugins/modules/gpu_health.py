@@ -1,0 +1,362 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, inferops.gpu contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: gpu_health
+short_description: Measure NVIDIA GPUs over NVML and judge whether the host can run multi-GPU inference
+version_added: 0.1.0
+description:
+  - Reads every GPU and every GPU pair through NVML (C(pynvml)), the PCIe path of each GPU in sysfs
+    (ACS redirect on bridges, IOMMU) and the kernel log (Xid errors), and returns them as the fact
+    C(gpu_health).
+  - Each check gets a verdict V(pass), V(warn), V(fail), V(skip) (not supported or skipped on request)
+    or V(error) (the check itself could not read its input) with a one-line reason. An NVML error on one
+    item makes that item V(skip) or V(error); it never crashes the module and never passes silently.
+  - Derives the recommendation later roles consume, the NCCL variables this host needs
+    (C(NCCL_P2P_DISABLE=1) when peer-to-peer is unsafe on any pair), whether vLLM's custom all-reduce must
+    be off, and the container C(/dev/shm) size.
+  - Container shm rule, max(GPUs x O(limits.shm_per_gpu_bytes), O(limits.shm_min_bytes)) capped at
+    O(limits.shm_max_ram_fraction) of RAM and rounded down to whole GiB. NCCL keeps its shared-memory
+    transport buffers in C(/dev/shm) (more of them when P2P is disabled), Docker's 64 MB default starves it.
+  - Only reads; the host is never changed.
+author:
+  - inferops.gpu contributors
+requirements:
+  - pynvml (the nvidia-ml-py package, or Debian's python3-pynvml) on the managed host
+  - the NVIDIA driver's libnvidia-ml.so.1
+attributes:
+  check_mode:
+    support: full
+    details: The module only reads, so check mode returns the same facts.
+  diff_mode:
+    support: none
+    details: Nothing is changed, so there is nothing to diff.
+  facts:
+    support: full
+options:
+  expected_gpu_count:
+    description:
+      - GPUs this host must have. A different count fails the V(gpu_count) check.
+      - Omit it to only require at least one GPU.
+    type: int
+  skip_checks:
+    description:
+      - Checks to skip; they are reported with verdict V(skip).
+    type: list
+    elements: str
+    default: []
+    choices: [nvml_init, gpu_count, versions, ecc, row_remap, recovery_action, clocks_event, temperature,
+              pcie_link, nvlink, persistence, compute_mode, mig, xid, p2p, acs, iommu, shm]
+  fail_on:
+    description:
+      - Verdicts that fail the task. The failure message names every check with such a verdict.
+      - The default never fails, so a play can gather facts from unhealthy hosts too.
+    type: list
+    elements: str
+    default: []
+    choices: [fail, warn, error]
+  limits:
+    description:
+      - Thresholds. Every key is optional; omitted keys keep the default shown.
+    type: dict
+    default: {}
+    suboptions:
+      xid_window_s:
+        description: Seconds of kernel log history in which an Xid counts; V(0) means since boot.
+        type: int
+        default: 7200
+      xid_fatal:
+        description: Xid codes that fail the GPU (DCGM and AzNHC lists); other Xids warn.
+        type: list
+        elements: int
+        default: [48, 56, 57, 58, 62, 63, 64, 74, 79, 92, 94, 95, 119, 120, 140]
+      xid_ignore:
+        description: Xid codes that are application faults and are not reported.
+        type: list
+        elements: int
+        default: [13, 31, 43, 45]
+      ecc_uncorrected_volatile_max:
+        description: Volatile uncorrectable ECC errors tolerated before V(ecc) fails.
+        type: int
+        default: 0
+      row_remap_uncorrectable_max:
+        description: Uncorrectable remapped rows tolerated before V(row_remap) fails (a pending remap always fails).
+        type: int
+        default: 511
+      temperature_warn_c:
+        description: GPU temperature in Celsius from which V(temperature) warns.
+        type: int
+        default: 85
+      pcie_replay_warn:
+        description: PCIe replay count from which V(pcie_link) warns.
+        type: int
+        default: 1000
+      mig_allowed:
+        description: Whether MIG-enabled GPUs are expected. When false, MIG mode warns.
+        type: bool
+        default: false
+      shm_min_bytes:
+        description: Smallest C(/dev/shm) for multi-GPU work (NCCL's documented 1 GiB).
+        type: int
+        default: 1073741824
+      shm_per_gpu_bytes:
+        description: Container C(/dev/shm) recommended per GPU.
+        type: int
+        default: 17179869184
+      shm_max_ram_fraction:
+        description: Largest share of the host's RAM the recommended container C(/dev/shm) may take.
+        type: float
+        default: 0.5
+  sysfs_root:
+    description: Where sysfs is mounted; the PCIe path and IOMMU groups are read below it.
+    type: path
+    default: /sys
+  procfs_root:
+    description: Where procfs is mounted; C(uptime), C(meminfo), C(cmdline) and C(cpuinfo) are read below it.
+    type: path
+    default: /proc
+  kernel_log:
+    description:
+      - Kernel log to search for Xid errors, either C(/dev/kmsg) or a file of kmsg records or C(dmesg) lines.
+      - When it cannot be read (for example inside a container) the V(xid) check is V(skip).
+    type: path
+    default: /dev/kmsg
+  shm_path:
+    description: The shared-memory mount whose size is checked.
+    type: path
+    default: /dev/shm
+seealso:
+  - name: NCCL troubleshooting
+    description: ACS, IOMMU and shared memory problems NCCL meets on PCIe hosts.
+    link: https://docs.nvidia.com/deeplearning/nccl/user-guide/docs/troubleshooting.html
+  - name: NVIDIA Xid catalogue
+    description: What each Xid means and how to resolve it.
+    link: https://docs.nvidia.com/deploy/xid-errors/index.html
+notes:
+  - Reading the ACS capability needs the PCI extended configuration space, which only root can read.
+    As another user the V(acs) check is V(skip).
+  - NVML numbers GPUs in PCI bus order. CUDA does the same only with C(CUDA_DEVICE_ORDER=PCI_BUS_ID);
+    use the UUIDs or bus ids to match them.
+"""
+
+EXAMPLES = r"""
+---
+- name: Check the GPUs of an 8-GPU host and stop on any failure
+  inferops.gpu.gpu_health:
+    expected_gpu_count: 8
+    fail_on: [fail, error]
+
+- name: Gather GPU facts without failing, tolerating a known noisy Xid
+  inferops.gpu.gpu_health:
+    limits:
+      xid_ignore: [13, 31, 43, 45, 63]
+  register: health
+
+- name: Show what NCCL needs on this host
+  ansible.builtin.debug:
+    var: ansible_facts['gpu_health']['recommendation']['nccl_env']
+"""
+
+RETURN = r"""
+---
+summary:
+  description: The host's verdict (the worst check verdict, V(skip) aside), counts, and the failing checks.
+  returned: always
+  type: dict
+  sample:
+    verdict: fail
+    counts: {pass: 120, warn: 0, fail: 2, skip: 8, error: 0}
+    failing: ["ecc gpu5: 3 volatile uncorrectable ECC errors (limit 0): drain and reset the GPU"]
+ansible_facts:
+  description: Facts set on the host.
+  returned: always
+  type: dict
+  contains:
+    gpu_health:
+      description: Everything measured, every verdict and the recommendation. Later roles read this.
+      returned: always
+      type: dict
+      contains:
+        summary:
+          description: Same as the top-level RV(summary).
+          type: dict
+          returned: always
+        nvml:
+          description: Whether NVML initialised; C(error) names the NVML error (for example C(DriverNotLoaded)).
+          type: dict
+          returned: always
+          sample: {available: false, error: DriverNotLoaded, message: "Driver Not Loaded"}
+        driver:
+          description: Driver version, CUDA driver version (C(12.4)) and NVML version.
+          type: dict
+          returned: when NVML initialised
+          sample: {version: 550.127.05, cuda_version: "12.4", nvml_version: 12.550.127.05, errors: {}}
+        gpu_count:
+          description: GPUs NVML enumerates; null when NVML did not initialise.
+          type: int
+          returned: always
+        expected_gpu_count:
+          description: The O(expected_gpu_count) the checks used.
+          type: int
+          returned: always
+        gpus:
+          description:
+            - One entry per GPU index. Keys C(index), C(uuid), C(name), C(pci_bus_id), C(vbios_version),
+              C(memory) (C(total_bytes), C(used_bytes), C(free_bytes)), C(temperature_c),
+              C(temperature_slowdown_c), C(power_usage_w), C(power_limit_w), C(persistence_mode),
+              C(mig_mode) (C(current), C(pending)), C(compute_mode), C(virtualization_mode),
+              C(ecc) (C(mode), C(volatile_corrected), C(volatile_uncorrected), C(aggregate_corrected),
+              C(aggregate_uncorrected)), C(row_remap) (C(correctable), C(uncorrectable), C(pending),
+              C(failure)), C(recovery_action), C(clocks_event_reasons) (C(mask), C(active)), C(pcie)
+              (C(gen_current), C(gen_max), C(width_current), C(width_max), C(replay_counter)),
+              C(nvlink) (C(active), C(inactive), C(total)), C(processes) (C(pid), C(used_memory_bytes)).
+            - An item NVML could not read is null and C(errors) maps its key to the NVML error name.
+          type: list
+          elements: dict
+          returned: always
+        pairs:
+          description:
+            - One entry per GPU pair. C(gpus) (two indexes), C(p2p) (C(read), C(write), C(nvlink), C(pci)
+              NVML P2P status such as C(OK) or C(CHIPSET_NOT_SUPPORTED)), C(topology) (common ancestor,
+              C(INTERNAL), C(PIX), C(PXB), C(PHB), C(NODE) or C(SYS)), C(nvlink) (bool),
+              C(acs_redirect_bridges), C(p2p_safe) and C(unsafe_reasons).
+          type: list
+          elements: dict
+          returned: always
+          sample:
+            - gpus: [2, 3]
+              p2p: {read: OK, write: OK, nvlink: NOT_SUPPORTED, pci: OK}
+              topology: PIX
+              nvlink: false
+              acs_redirect_bridges: ["0000:03:10.0"]
+              p2p_safe: false
+              unsafe_reasons: ["ACS redirect on bridge 0000:03:10.0"]
+        pci:
+          description: C(gpu_paths) (per GPU index, its sysfs C(bdf) and upstream C(bridges)) and C(bridges)
+            (per bridge, C(acs_control), C(acs_flags), C(acs_redirect), C(error)).
+          type: dict
+          returned: always
+        iommu:
+          description: C(enabled), C(groups), C(passthrough) (C(iommu=pt)), C(cmdline) IOMMU arguments, C(hypervisor).
+          type: dict
+          returned: always
+        xids:
+          description: C(available), C(error), and C(events), each with C(pci), C(xid), C(timestamp_s), C(age_s), C(message).
+          type: dict
+          returned: always
+        shm:
+          description: C(path), C(size_bytes), C(free_bytes) and C(error) of the host's shared-memory mount.
+          type: dict
+          returned: always
+        host:
+          description: C(uptime_s) and C(memory_total_bytes).
+          type: dict
+          returned: always
+        checks:
+          description: Every check, with C(id), C(verdict), C(reason), C(gpu) (index or null) and C(pair) (two indexes or null).
+          type: list
+          elements: dict
+          returned: always
+          sample:
+            - {id: acs, verdict: fail, gpu: null, pair: [2, 3],
+               reason: "GPU2-GPU3: ACS redirect on bridge 0000:03:10.0 sends P2P through the root complex ..."}
+        recommendation:
+          description:
+            - C(nccl_env), the NCCL variables this host needs, and C(reasons), why, per variable.
+            - C(vllm_disable_custom_all_reduce) and C(vllm_reason), whether 2-GPU vLLM launches must turn
+              custom all-reduce off (it bypasses NCCL, so C(NCCL_P2P_DISABLE) does not cover it).
+            - C(container_shm_bytes), C(container_shm_size) (for C(--shm-size)) and C(shm_rule).
+          type: dict
+          returned: always
+          sample:
+            nccl_env: {NCCL_P2P_DISABLE: "1"}
+            reasons: {NCCL_P2P_DISABLE: "P2P unsafe on GPU2-GPU3 (ACS redirect on bridge 0000:03:10.0)"}
+            vllm_disable_custom_all_reduce: true
+            container_shm_bytes: 68719476736
+            container_shm_size: 64g
+        limits:
+          description: The thresholds in force, defaults merged with O(limits).
+          type: dict
+          returned: always
+"""
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.inferops.gpu.plugins.module_utils import gpu_inventory
+from ansible_collections.inferops.gpu.plugins.module_utils.gpu_health_checks import (
+    CHECK_IDS,
+    DEFAULT_LIMITS,
+    checks_matching,
+    run_health,
+)
+
+
+def _limits_spec():
+    spec = {}
+    for key, value in DEFAULT_LIMITS.items():
+        if isinstance(value, bool):
+            spec[key] = {"type": "bool"}
+        elif isinstance(value, list):
+            spec[key] = {"type": "list", "elements": "int"}
+        elif isinstance(value, float):
+            spec[key] = {"type": "float"}
+        else:
+            spec[key] = {"type": "int"}
+        spec[key]["default"] = value
+    return spec
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec={
+            "expected_gpu_count": {"type": "int"},
+            "skip_checks": {"type": "list", "elements": "str", "default": [], "choices": list(CHECK_IDS)},
+            "fail_on": {"type": "list", "elements": "str", "default": [], "choices": ["fail", "warn", "error"]},
+            "limits": {"type": "dict", "default": {}, "options": _limits_spec()},
+            "sysfs_root": {"type": "path", "default": "/sys"},
+            "procfs_root": {"type": "path", "default": "/proc"},
+            "kernel_log": {"type": "path", "default": "/dev/kmsg"},
+            "shm_path": {"type": "path", "default": "/dev/shm"},
+        },
+        supports_check_mode=True,
+    )
+    params = module.params
+    if not gpu_inventory.HAS_PYNVML:
+        module.fail_json(
+            msg=missing_required_lib("pynvml (nvidia-ml-py, or python3-pynvml on Debian)"),
+            exception=gpu_inventory.PYNVML_IMPORT_ERROR,
+        )
+    if params["expected_gpu_count"] is not None and params["expected_gpu_count"] < 0:
+        module.fail_json(msg="expected_gpu_count must be 0 or more, got %d" % params["expected_gpu_count"])
+    negative = sorted(key for key, value in (params["limits"] or {}).items()
+                      if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0)
+    if negative:
+        module.fail_json(msg="limits must not be negative: %s" % ", ".join(negative))
+
+    facts = run_health(
+        sysfs_root=params["sysfs_root"],
+        procfs_root=params["procfs_root"],
+        kernel_log=params["kernel_log"],
+        shm_path=params["shm_path"],
+        expected_gpu_count=params["expected_gpu_count"],
+        skip_checks=params["skip_checks"],
+        limits=params["limits"],
+    )
+    result = {"changed": False, "summary": facts["summary"], "ansible_facts": {"gpu_health": facts}}
+    failing = checks_matching(facts, params["fail_on"])
+    if failing:
+        module.fail_json(
+            msg="GPU health: %d check(s) with verdict %s: %s" % (
+                len(failing), "/".join(params["fail_on"]), "; ".join(failing)),
+            **result
+        )
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
