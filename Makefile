@@ -1,0 +1,63 @@
+# inferops.gpu developer and CI entry points. `make test` is the one test command: it sets
+# up everything it needs (tests/harness/setup.sh) and runs every check. See README "Testing".
+SHELL := /bin/bash
+.DEFAULT_GOAL := test
+
+VENV      := .venv
+PYTHON    := $(VENV)/bin/python
+SETUP     := tests/harness/setup.sh
+PYTEST    := $(PYTHON) -m pytest -p no:cacheprovider -v -rfEs --durations=10
+# `make molecule SCENARIO=<name>`
+SCENARIO  ?=
+
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: test setup venv images unit lint sanity molecule scenarios clean help
+
+help:
+	@echo "make test                       everything: set-up, unit, lint, sanity, all Molecule scenarios"
+	@echo "make setup                      only the set-up (venv, docker engine, base images, fake NVML)"
+	@echo "make unit                       unit tests (tests/unit)"
+	@echo "make lint                       ansible-lint, production profile"
+	@echo "make sanity                     ansible-test sanity"
+	@echo "make molecule SCENARIO=<name>   one Molecule scenario (molecule test -s <name>)"
+	@echo "make scenarios                  list the Molecule scenarios"
+
+test: setup
+	$(PYTEST) tests/unit tests/static tests/integration
+
+setup:
+	@$(SETUP)
+
+venv:
+	@$(SETUP) venv
+
+images:
+	@$(SETUP) packages dockerd images
+
+unit:
+	@$(SETUP) venv fake_nvml
+	$(PYTEST) tests/unit
+
+lint:
+	@$(SETUP) venv
+	$(PYTEST) tests/static/test_ansible_lint.py
+
+sanity:
+	@$(SETUP) venv
+	$(PYTEST) tests/static/test_sanity.py
+
+molecule: setup
+	@if [ -z "$(SCENARIO)" ]; then echo "usage: make molecule SCENARIO=<name>; scenarios:"; \
+	  ls molecule/*/molecule.yml | cut -d/ -f2; exit 2; fi
+	@test -f molecule/$(SCENARIO)/molecule.yml || { echo "no scenario molecule/$(SCENARIO)"; exit 2; }
+	@mkdir -p .cache/logs
+	@echo "==> molecule test -s $(SCENARIO) (log: .cache/logs/molecule-$(SCENARIO).log)"
+	set -o pipefail; molecule test -s $(SCENARIO) 2>&1 | tee .cache/logs/molecule-$(SCENARIO).log
+
+scenarios:
+	@ls molecule/*/molecule.yml | cut -d/ -f2
+
+clean:
+	rm -rf .cache/logs .cache/ansible_collections tests/output

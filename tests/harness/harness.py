@@ -1,0 +1,77 @@
+"""Helpers shared by the harness tests (tests/static, tests/integration).
+
+Every tool runs as a subprocess with the project's virtualenv first on PATH; its whole output
+goes to a log under .cache/logs/, and a failure message carries the log's tail.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+VENV = REPO / ".venv"
+LOGS = REPO / ".cache" / "logs"
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+TAIL_LINES = int(os.environ.get("INFEROPS_LOG_TAIL", "80"))
+
+
+def tool_env(**extra: str) -> dict[str, str]:
+    """Environment for a tool run: the venv first on PATH, colours off, no prompts."""
+    env = dict(os.environ)
+    env["PATH"] = f"{VENV / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    env["VIRTUAL_ENV"] = str(VENV)
+    env.pop("PYTHONHOME", None)
+    env.update(
+        NO_COLOR="1",
+        PY_COLORS="0",
+        ANSIBLE_NOCOLOR="1",
+        ANSIBLE_FORCE_COLOR="0",
+        MOLECULE_NO_COLOR="1",
+        # The tools' own progress bars and borders make logs hard to read.
+        TERM="dumb",
+    )
+    env.update(extra)
+    return env
+
+
+class ToolRun:
+    def __init__(self, name: str, cmd: list[str], rc: int, log: Path, seconds: float):
+        self.name, self.cmd, self.rc, self.log, self.seconds = name, cmd, rc, log, seconds
+
+    @property
+    def text(self) -> str:
+        return ANSI.sub("", self.log.read_text(errors="replace"))
+
+    def tail(self, lines: int = TAIL_LINES) -> str:
+        return "\n".join(self.text.splitlines()[-lines:])
+
+    def failure(self, what: str | None = None) -> str:
+        rel = self.log.relative_to(REPO)
+        head = what or f"{' '.join(self.cmd)} exited with {self.rc}"
+        return (
+            f"{head} after {self.seconds:.0f}s; full log: {rel}\n"
+            f"---- last {TAIL_LINES} lines of {rel} ----\n{self.tail()}"
+        )
+
+
+def run_logged(name: str, cmd: list[str], cwd: Path = REPO, timeout: float | None = None,
+               env: dict[str, str] | None = None) -> ToolRun:
+    """Run cmd, writing stdout+stderr to .cache/logs/<name>.log; never raises on rc != 0."""
+    LOGS.mkdir(parents=True, exist_ok=True)
+    log = LOGS / f"{name}.log"
+    start = time.monotonic()
+    with log.open("w") as fh:
+        fh.write(f"$ cd {cwd} && {' '.join(cmd)}\n")
+        fh.flush()
+        try:
+            rc = subprocess.run(cmd, cwd=cwd, env=env or tool_env(), stdout=fh,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                timeout=timeout, check=False).returncode
+        except subprocess.TimeoutExpired:
+            fh.write(f"\n[harness] TIMEOUT: killed after {timeout}s\n")
+            rc = 124
+    return ToolRun(name, cmd, rc, log, time.monotonic() - start)
