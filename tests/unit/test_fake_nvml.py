@@ -568,3 +568,55 @@ def test_mkroot_runs_as_a_script(tmp_path):
     # running again replaces the tree
     proc = subprocess.run([sys.executable, mkroot.__file__, os.path.join(TOPOLOGY_DIR, "pcie-4-acs.conf"), str(out)])
     assert proc.returncode == 0
+
+
+def test_format_rules(monkeypatch, tmp_path, nvml, fake_nvml_library):
+    """Specificity (literal > range > *), later line wins a tie, include then override, {i}, errors."""
+    conf = tmp_path / "rules.conf"
+    conf.write_text(
+        "# Format rules exercised on a made-up three-GPU host.\n"
+        "include %s\n"
+        "gpu.count 3\n"
+        "gpu.*.serial SN-{i}\n"
+        "gpu.*.power.usage_mw 100\n"
+        "gpu.0-1.power.usage_mw 200\n"
+        "gpu.1.power.usage_mw 300\n"
+        "gpu.*.power.usage_mw 400\n"          # later, but less specific than the two above
+        "gpu.*.power.limit_mw 1\n"
+        "gpu.*.power.limit_mw 2\n"            # later wins among equals
+        "gpu.2.handle error:GPU_IS_LOST\n"
+        "gpu.1.temperature error:NO_PERMISSION\n"
+        "gpu.0.processes 11:1GiB 12:n/a\n"
+        "topo.1.0 PXB\n"
+        "p2p.0.1.read DISABLED_BY_REGKEY\n"
+        "p2p.1.0.read error:TIMEOUT\n"        # same specificity as p2p.0.1: the later line wins both ways
+        "# a comment with a key-like text gpu.0.name X\n"
+        "kmsg.5 4 10 ignored # by the C library\n" % os.path.join(TOPOLOGY_DIR, "common", "h100-sxm5.inc"))
+    monkeypatch.setenv("FAKE_NVML_TOPOLOGY", str(conf))
+    nvml.nvmlInit()
+    assert nvml.nvmlDeviceGetCount() == 3
+    h0, h1 = nvml.nvmlDeviceGetHandleByIndex(0), nvml.nvmlDeviceGetHandleByIndex(1)
+    with pytest.raises(pynvml.NVMLError_GpuIsLost):
+        nvml.nvmlDeviceGetHandleByIndex(2)
+    assert [nvml.nvmlDeviceGetPowerUsage(h) for h in (h0, h1)] == [200, 300]
+    assert nvml.nvmlDeviceGetEnforcedPowerLimit(h0) == 2
+    assert nvml.nvmlDeviceGetSerial(h1) == "SN-1"
+    assert nvml.nvmlDeviceGetName(h0) == "NVIDIA H100 80GB HBM3"  # from the include
+    with pytest.raises(pynvml.NVMLError_NoPermission):
+        nvml.nvmlDeviceGetTemperature(h1, 0)
+    assert nvml.nvmlDeviceGetTemperature(h0, 0) == 33
+    with pytest.raises(pynvml.NVMLError_NotSupported):  # no line at all
+        nvml.nvmlDeviceGetPciInfo(h0)
+    procs = nvml.nvmlDeviceGetComputeRunningProcesses(h0)
+    assert [(p.pid, p.usedGpuMemory) for p in procs] == [(11, 1024 ** 3), (12, None)]
+    assert nvml.nvmlDeviceGetTopologyCommonAncestor(h0, h1) == 20
+    assert nvml.nvmlDeviceGetTopologyCommonAncestor(h1, h0) == 20
+    assert nvml.nvmlDeviceGetTopologyCommonAncestor(h0, h0) == 0
+    for a, b in ((h0, h1), (h1, h0)):
+        with pytest.raises(pynvml.NVMLError_Timeout):
+            nvml.nvmlDeviceGetP2PStatus(a, b, 0)
+    # the Python resolver agrees
+    cfg = mkroot.Topology(str(conf))
+    assert cfg.gpu(0, "power.usage_mw") == "200" and cfg.gpu(2, "power.usage_mw") == "400"
+    assert cfg.gpu(1, "power.limit_mw") == "2" and cfg.gpu(4, "serial") == "SN-4"
+    assert cfg.description == "Format rules exercised on a made-up three-GPU host."
