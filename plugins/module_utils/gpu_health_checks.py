@@ -455,13 +455,13 @@ def _escape(value):
     return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
-def _metric(lines, name, value, **labels):
+def _metric(lines, metric, value, **labels):
     if value is None:
         return
     if isinstance(value, bool):
         value = int(value)
     label_text = ",".join('%s="%s"' % (key, _escape(val)) for key, val in labels.items())
-    lines.append("%s{%s} %s" % (name, label_text, value) if label_text else "%s %s" % (name, value))
+    lines.append("%s{%s} %s" % (metric, label_text, value) if label_text else "%s %s" % (metric, value))
 
 
 METRIC_HELP = (
@@ -486,8 +486,8 @@ def render_prometheus(facts):
     """node_exporter textfile-collector text for evaluated facts."""
     metrics = {}
 
-    def add(name, value, **labels):
-        _metric(metrics.setdefault(name, []), name, value, **labels)
+    def add(metric, value, **labels):
+        _metric(metrics.setdefault(metric, []), metric, value, **labels)
 
     verdict = facts["summary"]["verdict"]
     for value in VERDICTS:
