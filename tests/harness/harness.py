@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -67,11 +68,32 @@ def run_logged(name: str, cmd: list[str], cwd: Path = REPO, timeout: float | Non
     with log.open("w") as fh:
         fh.write(f"$ cd {cwd} && {' '.join(cmd)}\n")
         fh.flush()
-        try:
-            rc = subprocess.run(cmd, cwd=cwd, env=env or tool_env(), stdout=fh,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                timeout=timeout, check=False).returncode
-        except subprocess.TimeoutExpired:
-            fh.write(f"\n[harness] TIMEOUT: killed after {timeout}s\n")
-            rc = 124
+        # Own session, so a timeout ends the tool and everything it started.
+        with subprocess.Popen(cmd, cwd=cwd, env=env or tool_env(), stdout=fh,
+                              stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                              start_new_session=True) as proc:
+            try:
+                rc = proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+                fh.write(f"\n[harness] TIMEOUT: stopped after {timeout}s\n")
+                rc = 124
     return ToolRun(name, cmd, rc, log, time.monotonic() - start)
+
+
+RECAP = re.compile(r"^(?P<host>\S+)\s+:\s+ok=\d+\s+changed=(?P<changed>\d+)\s", re.M)
+
+
+def check_step_changes(log_text: str, scenario: str) -> dict[str, int]:
+    """Hosts whose PLAY RECAP reported changes in the scenario's `check` step of a Molecule log."""
+    name = re.escape(scenario)
+    match = re.search(rf"\[{name} > check\] Executing\n(?P<body>.*?)\[{name} > check\] Executed",
+                      log_text, re.S)
+    if not match:
+        return {}
+    return {m["host"]: int(m["changed"]) for m in RECAP.finditer(match["body"]) if int(m["changed"])}
