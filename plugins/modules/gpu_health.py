@@ -25,18 +25,21 @@ description:
     transport buffers in C(/dev/shm) (more of them when P2P is disabled), Docker's 64 MB default starves it.
   - Only reads; the host is never changed.
 author:
-  - inferops.gpu contributors
+  - inferops.gpu maintainers (@inferops)
 requirements:
   - pynvml (the nvidia-ml-py package, or Debian's python3-pynvml) on the managed host
   - the NVIDIA driver's libnvidia-ml.so.1
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: The module only reads, so check mode returns the same facts.
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
     details: Nothing is changed, so there is nothing to diff.
   facts:
+    description: Action returns an C(ansible_facts) dictionary that will update existing host facts.
     support: full
 options:
   expected_gpu_count:

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 """Benchmark: one full gpu_health check of the h100-sxm-8 fake topology, against `import pynvml`.
 
 Prints the median wall time of one health check (collect + evaluate, what the module runs), the
@@ -17,7 +17,7 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FAKE = os.path.join(REPO, "tests", "fake_nvml")
 sys.path.insert(0, os.path.join(REPO, "tests"))
-import conftest  # noqa: E402,F401  (makes ansible_collections.inferops.gpu importable)
+from conftest import COLLECTIONS  # noqa: E402  (importing it links ansible_collections.inferops.gpu)
 
 
 def fresh_import_seconds(runs):
@@ -26,7 +26,7 @@ def fresh_import_seconds(runs):
         out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
         return float(out)
     code = "import time; t=time.perf_counter(); import pynvml; print(time.perf_counter()-t)"
-    return [timed(code) for _ in range(runs)]
+    return [timed(code) for _run in range(runs)]
 
 
 def main():
@@ -43,6 +43,7 @@ def main():
     root = tempfile.mkdtemp(prefix="gpu-health-bench-")
     subprocess.run([sys.executable, os.path.join(FAKE, "mkroot.py"), topology, root], check=True)
 
+    assert COLLECTIONS in sys.path
     from ansible_collections.inferops.gpu.plugins.module_utils.gpu_health_checks import run_health
 
     def one_check():
@@ -53,7 +54,7 @@ def main():
 
     one_check()  # warm-up: first dlopen and pynvml's function-pointer cache
     samples, facts = [], None
-    for _ in range(args.runs):
+    for _run in range(args.runs):
         elapsed, facts = one_check()
         samples.append(elapsed)
     check = statistics.median(samples)

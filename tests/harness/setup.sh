@@ -76,10 +76,12 @@ setup_collection_link() {
 
 # --- 3. system packages ---------------------------------------------------------------------
 setup_packages() {
-  step "system packages (docker.io, mmdebstrap)"
+  step "system packages (docker.io, mmdebstrap, shellcheck)"
   local missing=()
   command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
   command -v mmdebstrap >/dev/null 2>&1 || missing+=(mmdebstrap)
+  # ansible-test sanity skips its shellcheck test without it.
+  command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
   if [ "${#missing[@]}" -eq 0 ]; then
     echo "    present"
     return
@@ -95,6 +97,9 @@ setup_packages() {
     fi
     if [ "$ok" = 1 ] && [[ " ${missing[*]} " == *" mmdebstrap "* ]]; then
       "${apt[@]}" install mmdebstrap || ok=0
+    fi
+    if [ "$ok" = 1 ] && [[ " ${missing[*]} " == *" shellcheck "* ]]; then
+      "${apt[@]}" install --no-install-recommends shellcheck || ok=0
     fi
   } >"$LOGS/apt.log" 2>&1 </dev/null
   if [ "$ok" != 1 ]; then

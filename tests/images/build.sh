@@ -61,6 +61,8 @@ build_one() {  # build_one VERSION HASH ; output goes to the caller's log file
   #    and find no packages at all;
   #  - on Debian 13, write the sources in deb822 form (/etc/apt/sources.list.d/debian.sources)
   #    as a Debian 13 installation has them, derived from the list mmdebstrap wrote.
+  # The hooks are single-quoted on purpose: mmdebstrap's own shell expands "$1" (the new root).
+  # shellcheck disable=SC2016
   mmdebstrap \
     --variant=apt \
     --skip=cleanup/apt/lists \
@@ -87,10 +89,9 @@ build_one() {  # build_one VERSION HASH ; output goes to the caller's log file
 exec 9>"$WORK/.lock"
 flock 9
 
-declare -A pids=() starts=() hashes=()
+declare -A pids=() starts=()
 for v in "${versions[@]}"; do
   hash="$(recipe_hash "$v")"
-  hashes[$v]="$hash"
   have="$(current_label "$REPO:$v")"
   if [ "$force" = 0 ] && [ "$have" = "$hash" ]; then
     echo "    $REPO:$v up to date (recipe $hash)"

@@ -79,7 +79,7 @@ def test_pcie_4_acs_flags_pair_2_3_and_derives_p2p_disable(fake_gpu_host):
     # The redirecting ports sit above GPUs 2 and 3: every pair whose traffic crosses them is unsafe.
     involving_2_or_3 = [[0, 2], [0, 3], [1, 2], [1, 3], [2, 3]]
     acs = verdicts(facts, "acs")
-    assert sorted(list(pair) for (_, pair), verdict in acs.items() if verdict == "fail") == involving_2_or_3
+    assert sorted(list(pair) for (_gpu, pair), verdict in acs.items() if verdict == "fail") == involving_2_or_3
     assert acs[(None, (0, 1))] == "pass"
     # NVML itself says P2P is fine everywhere: only the ACS walk finds incident 1.
     assert set(verdicts(facts, "p2p").values()) == {"pass"}
