@@ -13,7 +13,7 @@ SCENARIO  ?=
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: test setup venv images unit lint sanity molecule scenarios clean help
+.PHONY: test setup venv images unit lint sanity molecule scenarios bench clean help
 
 help:
 	@echo "make test                       everything: set-up, unit, lint, sanity, all Molecule scenarios"
@@ -23,6 +23,7 @@ help:
 	@echo "make sanity                     ansible-test sanity"
 	@echo "make molecule SCENARIO=<name>   one Molecule scenario (molecule test -s <name>)"
 	@echo "make scenarios                  list the Molecule scenarios"
+	@echo "make bench                      benchmarks that print figures (gpu_health on 8 fake GPUs)"
 
 test: setup
 	$(PYTEST) tests/unit tests/static tests/integration
@@ -55,6 +56,10 @@ molecule: setup
 	@mkdir -p .cache/logs
 	@echo "==> molecule test -s $(SCENARIO) (log: .cache/logs/molecule-$(SCENARIO).log)"
 	set -o pipefail; molecule test -s $(SCENARIO) 2>&1 | tee .cache/logs/molecule-$(SCENARIO).log
+
+bench:
+	@$(SETUP) venv fake_nvml
+	$(PYTHON) tests/benchmarks/gpu_health_bench.py
 
 scenarios:
 	@ls molecule/*/molecule.yml | cut -d/ -f2

@@ -29,6 +29,20 @@ def fresh_import_seconds(runs):
     return [timed(code) for _run in range(runs)]
 
 
+def cold_check_seconds(runs, root):
+    """A fresh interpreter: import pynvml and the module_utils, load NVML, one check (what one
+    module invocation pays, minus Ansible's own AnsiballZ start-up)."""
+    code = (
+        "import sys, time; t = time.perf_counter(); sys.path.insert(0, %r);"
+        "from ansible_collections.inferops.gpu.plugins.module_utils.gpu_health_checks import run_health;"
+        "run_health(sysfs_root=%r, procfs_root=%r, kernel_log=%r, expected_gpu_count=8);"
+        "print(time.perf_counter() - t)"
+    ) % (COLLECTIONS, os.path.join(root, "sys"), os.path.join(root, "proc"), os.path.join(root, "kmsg"))
+    env = dict(os.environ, LD_LIBRARY_PATH=os.path.join(FAKE, "build"))
+    return [float(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
+                                 env=env).stdout) for _run in range(runs)]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=30)
@@ -60,13 +74,15 @@ def main():
     check = statistics.median(samples)
     imports = fresh_import_seconds(max(5, args.runs // 3))
     import_median = statistics.median(imports)
+    cold = statistics.median(cold_check_seconds(max(5, args.runs // 3), root))
     print("topology:                     %s (%d GPUs, %d pairs, %d checks)" % (
         args.topology, facts["gpu_count"], len(facts["pairs"]), len(facts["checks"])))
     print("health check, median of %3d:  %.4f s (min %.4f, max %.4f)" % (
         args.runs, check, min(samples), max(samples)))
     print("import pynvml, median of %3d: %.4f s" % (len(imports), import_median))
     print("ratio check / import:         %.2f" % (check / import_median))
-    print("target (< 0.3 s per check):   %s" % ("met" if check < 0.3 else "MISSED"))
+    print("cold check (new interpreter): %.4f s (imports + NVML load + one check)" % cold)
+    print("target (< 0.3 s per check):   %s" % ("met" if max(check, cold) < 0.3 else "MISSED"))
 
 
 if __name__ == "__main__":
