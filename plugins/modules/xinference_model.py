@@ -753,7 +753,7 @@ def main():
         "model_uri": {"type": "str", "required": True},
         "persist": {"type": "bool", "default": True},
         "dimensions": {"type": "int"},
-        "max_tokens": {"type": "int", "default": 512},
+        "max_tokens": {"type": "int", "default": 512, "no_log": False},
         "language": {"type": "list", "elements": "str", "default": ["en"]},
         "context_length": {"type": "int", "default": 2048},
         "model_ability": {"type": "list", "elements": "str"},
