@@ -174,7 +174,9 @@ options:
   gpu_health:
     description:
       - The host's C(gpu_health) facts, C(ansible_facts['gpu_health']) from P(inferops.gpu.gpu_health#module).
-        Enables the preflight and the NCCL envs. Without it only O(container_gpus) rules apply.
+        Enables the preflight and the NCCL envs. Without it and without O(container_gpus), the GPU count
+        Xinference reports (C(GET /v1/cluster/devices)) still drives the rules on GPU counts (incident 2 and
+        O(n_gpu) above the GPUs visible), checked before anything changes.
     type: dict
   container_gpus:
     description: GPUs visible to the Xinference container, when fewer than the host's.
@@ -611,6 +613,8 @@ class ModelManager(object):
                                        request_timeout=params["request_timeout"])
         try:
             self.client.login()
+            if state == "present" and params.get("gpu_health") is None and params.get("container_gpus") is None:
+                self.preflight_with_server_gpus(launch)
             if params.get("registration") and state in ("present", "registered"):
                 self.ensure_registration()
             if state == "present":
@@ -622,6 +626,19 @@ class ModelManager(object):
         if self.module._diff:  # pylint: disable=protected-access
             self.result["diff"] = {"before": self.before, "after": self.after}
         self.module.exit_json(**self.result)
+
+    def preflight_with_server_gpus(self, launch):
+        """Without gpu_health or container_gpus, the worker's GPU count (GET /v1/cluster/devices) still
+        catches incident 2 and n_gpu above the GPUs Xinference sees, before anything changes."""
+        devices = self.client.gpu_count()
+        if devices is None:
+            return
+        checked = preflight(launch, container_gpus=devices)
+        self.result["preflight"]["visible_gpus"] = devices
+        if checked["refusals"]:
+            self.fail("preflight refused launching %s (Xinference reports %d GPU%s, GET /v1/cluster/devices), nothing "
+                      "was changed: %s" % (self.params["model_uid"], devices, "" if devices == 1 else "s",
+                                           " | ".join(checked["refusals"])), refusals=checked["refusals"])
 
     def ensure_registration(self):
         params = self.params

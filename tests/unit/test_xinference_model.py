@@ -8,7 +8,6 @@ import sys
 import pytest
 
 from ansible.module_utils import basic
-from ansible.module_utils.common import warnings as ansible_warnings
 from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.inferops.gpu.plugins.module_utils.gpu_health_checks import run_health
@@ -130,7 +129,6 @@ def test_preflight_refusal_makes_no_request(run_module, fake, fake_gpu_host):
 
 
 def test_warning_for_high_gpu_memory_utilization(run_module, fake):
-    ansible_warnings._global_warnings.clear() if hasattr(ansible_warnings, "_global_warnings") else None
     result = run_module(**qwen(engine_kwargs={"gpu_memory_utilization": 0.95}))
     assert not result.failed
     assert any("0.95 is above 0.92" in w for w in result.result["preflight"]["warnings"])
@@ -261,7 +259,7 @@ def test_wrong_password_is_a_clear_401(run_module, fake):
 def test_bad_api_key_is_a_clear_401(run_module, fake):
     result = run_module(username=None, password=None, api_key="xf-WRONGKEY98765", **qwen())
     assert result.failed
-    assert "GET /v1/models/qwen answered HTTP 401" in result.result["msg"]
+    assert "GET /v1/cluster/devices answered HTTP 401 (Could not validate credentials)" in result.result["msg"]
     assert "xf-WRONGKEY98765" not in json.dumps(result.result)
 
 
@@ -270,7 +268,7 @@ def test_5xx_names_path_and_status_without_token(run_module, fake):
     result = run_module(username=None, password=None, api_key=fake.api_key, **qwen())
     assert result.failed
     msg = result.result["msg"]
-    assert "GET /v1/models/qwen answered HTTP 500" in msg and "check its log" in msg
+    assert "GET /v1/cluster/devices answered HTTP 500" in msg and "check its log" in msg
     assert_no_secret(fake, result)
     assert "Traceback" not in msg
 
@@ -347,3 +345,51 @@ def test_redact():
     text = "Authorization: Bearer eyJa.eyJb.c and xf-abcdef123 and password=hunter2 {\"access_token\": \"abc\"}"
     clean = redact(text, ("hunter2",))
     assert "eyJ" not in clean and "xf-abcdef123" not in clean and "hunter2" not in clean and "abc\"" not in clean
+
+
+# -- incident 2 without facts, waiting ------------------------------------------------------------
+
+def test_incident_2_from_the_server_gpu_count(run_module, fake):
+    result = run_module(**qwen(n_gpu=None))
+    assert result.failed
+    msg = result.result["msg"]
+    assert "Xinference reports 4 GPUs, GET /v1/cluster/devices" in msg
+    assert "n_gpu omitted on a host with 4 GPUs" in msg and "single_gpu: true" in msg
+    assert fake.mutations() == []
+    on_purpose = run_module(**qwen(n_gpu=None, single_gpu=True))
+    assert not on_purpose.failed, on_purpose.result.get("msg")
+    sent = [r for r in fake.requests if r[:2] == ("POST", "/v1/models")][0][2]
+    assert sent["n_gpu"] == 1
+
+
+def test_n_gpu_above_server_gpus(run_module, fake):
+    result = run_module(**qwen(n_gpu="8"))
+    assert result.failed and "needs 8 GPUs" in result.result["msg"] and "the container sees 4" in result.result["msg"]
+    assert fake.mutations() == []
+
+
+def test_wait_timeout_is_clear(run_module, fake):
+    fake.ready_after = 10 ** 6
+    result = run_module(timeout=0, **qwen())
+    assert result.failed
+    assert "model qwen not ready after 0s (last status CREATING)" in result.result["msg"]
+    assert "raise timeout" in result.result["msg"]
+
+
+def test_running_model_still_loading_is_waited_for(run_module, fake):
+    fake.ready_after = 3
+    fake.launch_direct({"model_uid": "qwen", "model_name": "qwen2.5-instruct", "model_type": "LLM",
+                        "model_engine": "vLLM", "model_format": "pytorch", "model_size_in_billions": 7,
+                        "quantization": "none", "n_gpu": 2, "replica": 1})
+    fake.models["qwen"]["polls"] = 0
+    result = run_module(**qwen())
+    assert not result.failed, result.result.get("msg")
+    assert result.result["changed"] is False and fake.mutations() == []
+
+
+def test_replicas_with_gpu_idx(run_module, fake):
+    result = run_module(**qwen(n_gpu=None, gpu_idx=[0, 1, 2, 3], replica=2))
+    assert not result.failed, result.result.get("msg")
+    assert result.result["placement"] == {"asked": 4, "gpu_idx": [0, 1, 2, 3], "reported": [0, 1, 2, 3],
+                                          "verified": True}
+    assert run_module(**qwen(n_gpu=None, gpu_idx=[0, 1, 2, 3], replica=2)).result["changed"] is False
