@@ -177,6 +177,9 @@ class FakeXinference(object):
             return 401, {"detail": "Incorrect username or password"}
         if not self._authorized(handler):
             return 401, {"detail": "Could not validate credentials"}
+        if self.auth and handler.headers.get("Authorization") == "Bearer %s" % self.api_key and \
+                any(key.startswith(m) for m in MUTATING):
+            return 403, {"detail": "API keys can only access model query and inference endpoints"}
         segments = [unquote(s) for s in path.strip("/").split("/")]
         if segments[:2] == ["v1", "cluster"] and segments[2:] == ["devices"]:
             return 200, self.gpus

@@ -263,6 +263,15 @@ def test_bad_api_key_is_a_clear_401(run_module, fake):
     assert "xf-WRONGKEY98765" not in json.dumps(result.result)
 
 
+def test_api_key_cannot_launch_on_4x(run_module, fake):
+    result = run_module(username=None, password=None, api_key=fake.api_key, **qwen())
+    assert result.failed
+    msg = result.result["msg"]
+    assert "POST /v1/models?wait_ready=false answered HTTP 403" in msg
+    assert "API keys (xf-...) may only list and call models" in msg and "username/password" in msg
+    assert_no_secret(fake, result)
+
+
 def test_5xx_names_path_and_status_without_token(run_module, fake):
     fake.force_status = 500
     result = run_module(username=None, password=None, api_key=fake.api_key, **qwen())
