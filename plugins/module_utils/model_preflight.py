@@ -269,7 +269,8 @@ def preflight(launch, gpu_health=None, container_gpus=None, container_shm_bytes=
                         "default" % (gmu, GPU_MEMORY_UTILIZATION_WARN))
 
     # 1. More GPUs than the container sees.
-    if visible is not None and total_gpus > visible:
+    explicit = bool(gpu_idx) or _is_int(n_gpu)
+    if explicit and visible is not None and total_gpus > visible:
         where = ("the container sees %d" % visible if container_gpus is not None
                  else "gpu_health finds %d on the host" % visible)
         fix = ("set n_gpu to at most %d" % (visible // replica) if visible // replica >= 1

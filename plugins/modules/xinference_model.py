@@ -743,7 +743,13 @@ class ModelManager(object):
         reported = sorted(set(i for replica in gpus for i in replica))
         placement["reported"] = reported
         count = sum(len(replica) for replica in gpus)
-        if count < asked:
+        explicit = bool(params.get("gpu_idx")) or isinstance(normalize_n_gpu(params.get("n_gpu")), int) or \
+            params.get("single_gpu")
+        if not explicit:
+            # n_gpu omitted/auto: Xinference takes one GPU when it has one, or runs on CPU (a CPU-only worker).
+            placement["verified"] = True
+            placement["note"] = "n_gpu not set: Xinference chose %s" % ("GPUs %s" % reported if reported else "the CPU")
+        elif count < asked:
             placement["problem"] = "landed on %d GPU%s (%s) while %d were asked for" % (
                 count, "" if count == 1 else "s", reported, asked)
         elif params.get("gpu_idx") and reported != sorted(params["gpu_idx"]):

@@ -235,3 +235,9 @@ def test_no_facts_only_container_rules():
     assert preflight(llm(n_gpu=2))["refusals"] == []
     result = preflight(llm(), container_gpus=4)
     assert any("n_gpu omitted on a host with 4 GPUs" in r for r in result["refusals"])
+
+
+def test_auto_on_a_cpu_only_host_is_not_refused():
+    # n_gpu omitted/auto: Xinference runs the model on CPU when the worker has no GPU.
+    assert preflight({"model_name": "bge", "model_type": "embedding"}, container_gpus=0)["refusals"] == []
+    assert preflight(llm(n_gpu=1), container_gpus=0)["refusals"] != []

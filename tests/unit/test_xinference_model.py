@@ -402,3 +402,11 @@ def test_replicas_with_gpu_idx(run_module, fake):
     assert result.result["placement"] == {"asked": 4, "gpu_idx": [0, 1, 2, 3], "reported": [0, 1, 2, 3],
                                           "verified": True}
     assert run_module(**qwen(n_gpu=None, gpu_idx=[0, 1, 2, 3], replica=2)).result["changed"] is False
+
+
+def test_embedding_on_a_cpu_only_xinference(run_module, fake):
+    fake.gpus = 0
+    result = run_module(**embedding())
+    assert not result.failed, result.result.get("msg")
+    assert result.result["placement"]["reported"] == [] and result.result["placement"]["verified"] is True
+    assert "the CPU" in result.result["placement"]["note"]
