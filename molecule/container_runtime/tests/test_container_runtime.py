@@ -1,0 +1,189 @@
+"""Testinfra checks of the container_runtime scenario.
+
+Real state only: the engine that the role installed answers `docker info` with the configured
+values, and a container started with no options gets the configured /dev/shm and limits. The
+NVIDIA toolkit path (its repository is unreachable here) is checked in the files the role's
+`render` entry point wrote, and the engine itself judges the daemon.json carrying the nvidia runtime.
+"""
+
+import json
+import os
+import re
+import subprocess
+
+import pytest
+
+RENDER = "/tmp/container_runtime_render"
+IMAGE = "inferops-test/busybox:1"
+SCENARIO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _major(host):
+    return host.system_info.release.split(".")[0]
+
+
+def _json(host, path):
+    return json.loads(host.file(path).content_string)
+
+
+def test_engine_installed_and_running(host):
+    assert host.package("docker.io").is_installed
+    svc = host.service("docker")
+    assert svc.is_running
+    assert svc.is_enabled
+
+
+def test_daemon_json_merged(host):
+    data = _json(host, "/etc/docker/daemon.json")
+    # The operator's own keys (prepare.yml) survive, the managed ones are set.
+    assert data["debug"] is True
+    assert data["log-opts"]["labels"] == "team"
+    assert data["default-shm-size"] == "1G"
+    assert data["live-restore"] is True
+    assert data["log-driver"] == "json-file"
+    assert data["log-opts"]["max-size"] == "50m"
+    assert data["log-opts"]["max-file"] == "5"
+    assert data["default-ulimits"]["memlock"] == {"Name": "memlock", "Soft": 4194304, "Hard": 8388608}
+    assert data["default-ulimits"]["stack"] == {"Name": "stack", "Soft": 67108864, "Hard": 67108864}
+    # Toolkit off on this host: no nvidia runtime, no default runtime.
+    assert "runtimes" not in data
+    assert "default-runtime" not in data
+
+
+def test_docker_info_shows_configuration(host):
+    info = json.loads(host.check_output("docker info --format '{{json .}}'"))
+    assert info["LiveRestoreEnabled"] is True
+    assert info["LoggingDriver"] == "json-file"
+    assert info["DefaultRuntime"] == "runc"
+    assert "runc" in info["Runtimes"]
+    assert info["Debug"] is True
+
+
+@pytest.fixture(scope="module")
+def image(host):
+    """A one-file image (static busybox): no registry is reachable, so nothing can be pulled."""
+    if host.run(f"docker image inspect {IMAGE}").rc != 0:
+        host.check_output(f"tar -C / -c bin/busybox | docker import - {IMAGE}")
+    return IMAGE
+
+
+def test_container_gets_configured_shm_and_limits(host, image):
+    out = host.check_output(
+        f"docker run --rm {image} /bin/busybox sh -c "
+        "'/bin/busybox df -k /dev/shm | /bin/busybox tail -n 1; ulimit -l; ulimit -Hl; ulimit -s'"
+    )
+    df_line, memlock_soft, memlock_hard, stack = out.strip().splitlines()
+    assert df_line.split()[1] == str(1024 * 1024), df_line  # 1G in 1K blocks
+    assert memlock_soft == str(4194304 // 1024)
+    assert memlock_hard == str(8388608 // 1024)
+    assert stack == str(67108864 // 1024)
+
+
+def test_unattended_upgrades_exclusion(host):
+    dropin = host.file("/etc/apt/apt.conf.d/51inferops-container-runtime")
+    assert dropin.is_file
+    dump = host.check_output("apt-config dump Unattended-Upgrade::Package-Blacklist")
+    for pattern in ("^docker\\.io$", "^containerd", "^nvidia-container-", "^libnvidia-container"):
+        assert pattern in dump, dump
+
+
+def test_rendered_toolkit_files_for_this_host(host):
+    codename = {"12": "bookworm", "13": "trixie"}[_major(host)]
+    docker_list = host.file(f"{RENDER}/host/docker.list").content_string
+    assert (
+        f"deb [arch=amd64 signed-by=/etc/apt/keyrings/docker.asc] https://download.docker.com/linux/debian {codename} stable"
+        in docker_list
+    )
+    nvidia_list = host.file(f"{RENDER}/host/nvidia-container-toolkit.list").content_string
+    assert (
+        "deb [signed-by=/etc/apt/keyrings/nvidia-container-toolkit.asc] "
+        "https://nvidia.github.io/libnvidia-container/stable/deb/amd64 /" in nvidia_list
+    )
+    rule = host.file(f"{RENDER}/host/71-nvidia-dev-char.rules").content_string
+    assert 'DEVPATH=="/bus/pci/drivers/nvidia"' in rule
+    assert "/usr/bin/nvidia-ctk system create-dev-char-symlinks --create-all" in rule
+    packages = _json(host, f"{RENDER}/host/packages.json")
+    assert "docker-ce" in packages["engine"] and "nvidia-container-toolkit" in packages["toolkit"]
+
+
+def test_rendered_daemon_json_has_nvidia_runtime(host):
+    data = _json(host, f"{RENDER}/host/daemon.json")
+    # The keys `nvidia-ctk runtime configure` writes, so the two never disagree.
+    assert data["runtimes"] == {"nvidia": {"args": [], "path": "nvidia-container-runtime"}}
+    assert data["default-runtime"] == "nvidia"
+    assert data["debug"] is True  # merged over the host's file
+    assert data["default-shm-size"] == "1G"
+
+
+def test_engine_accepts_rendered_daemon_json(host):
+    path = f"{RENDER}/host/daemon.json"
+    if _major(host) == "12":
+        # docker.io 20.10 has no --validate: start a throw-away engine on that file, on its own
+        # socket and directories, and ask it for its runtimes.
+        cmd = (
+            "set -e; d=$(mktemp -d); "
+            f"dockerd --config-file {path} --data-root $d/data --exec-root $d/exec --pidfile $d/pid "
+            "-H unix://$d/sock --bridge none --iptables=false >$d/log 2>&1 & pid=$!; "
+            "for i in $(seq 60); do docker -H unix://$d/sock info >/dev/null 2>&1 && break; sleep 1; done; "
+            "docker -H unix://$d/sock info --format '{{json .Runtimes}} {{.DefaultRuntime}}' || cat $d/log; "
+            "kill $pid; wait $pid || true; rm -rf $d"
+        )
+        out = host.check_output(f"bash -c \"{cmd}\"")
+        assert '"nvidia"' in out and out.strip().endswith("nvidia"), out
+    else:
+        res = host.run(f"dockerd --validate --config-file {path}")
+        assert res.rc == 0, res.stderr
+        assert "configuration OK" in res.stdout + res.stderr
+
+
+def test_rendered_other_platforms(host):
+    if not host.file(f"{RENDER}/rocky9").exists:
+        pytest.skip("the other platforms are rendered on the last host only")
+    ubuntu_mirror = host.file(f"{RENDER}/ubuntu2204-mirror/docker.list").content_string
+    assert "deb [arch=amd64 signed-by=/etc/apt/keyrings/docker.asc] http://mirror.example.internal/docker/ubuntu jammy stable" in ubuntu_mirror
+    nvidia_mirror = host.file(f"{RENDER}/ubuntu2204-mirror/nvidia-container-toolkit.list").content_string
+    assert "http://mirror.example.internal/libnvidia-container/stable/deb/amd64 /" in nvidia_mirror
+    noble = host.file(f"{RENDER}/ubuntu2404/docker.list").content_string
+    assert "[arch=arm64 signed-by=/etc/apt/keyrings/docker.asc] https://download.docker.com/linux/ubuntu noble stable" in noble
+    assert "/deb/arm64 /" in host.file(f"{RENDER}/ubuntu2404/nvidia-container-toolkit.list").content_string
+    for name in ("rhel8", "rocky9"):
+        repo = host.file(f"{RENDER}/{name}/docker-ce.repo").content_string
+        assert "baseurl=https://download.docker.com/linux/rhel/$releasever/$basearch/stable" in repo
+        assert "gpgkey=https://download.docker.com/linux/rhel/gpg" in repo
+        nvidia = host.file(f"{RENDER}/{name}/nvidia-container-toolkit.repo").content_string
+        assert "baseurl=https://nvidia.github.io/libnvidia-container/stable/rpm/$basearch" in nvidia
+        assert "repo_gpgcheck=1" in nvidia
+        # No unattended-upgrades on the RHEL family.
+        assert not host.file(f"{RENDER}/{name}/51inferops-container-runtime").exists
+    assert _json(host, f"{RENDER}/rhel8/packages.json")["engine"][0] == "docker-ce"
+
+
+def _playbook(host, *args):
+    inventory = os.environ.get("MOLECULE_INVENTORY_FILE")
+    if not inventory:
+        pytest.skip("runs under Molecule only (needs its inventory)")
+    name = host.backend.get_hostname()
+    cmd = ["ansible-playbook", "-i", inventory, "--limit", name, os.path.join(SCENARIO_DIR, "role.yml"), *args]
+    res = subprocess.run(cmd, capture_output=True, text=True, check=False, env=os.environ.copy())
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
+    recap = re.search(rf"{re.escape(name)}\s*:\s*ok=\d+\s+changed=(\d+)", res.stdout)
+    assert recap, res.stdout[-2000:]
+    return int(recap.group(1))
+
+
+def test_hand_edit_is_restored_and_operator_key_survives(host):
+    # Hand-edit a managed key and drop another; `debug` (prepare.yml) is the operator's own key.
+    host.check_output(
+        "python3 -c \"import json; p='/etc/docker/daemon.json'; d=json.load(open(p)); "
+        "d['default-shm-size']='64M'; d.pop('live-restore'); json.dump(d, open(p, 'w'))\""
+    )
+    assert _playbook(host) > 0
+    data = _json(host, "/etc/docker/daemon.json")
+    assert data["default-shm-size"] == "1G"
+    assert data["live-restore"] is True
+    assert data["debug"] is True
+    assert data["log-opts"]["labels"] == "team"
+    # A check-mode run on the converged host changes nothing.
+    assert _playbook(host, "--check") == 0
+    info = json.loads(host.check_output("docker info --format '{{json .}}'"))
+    assert info["LiveRestoreEnabled"] is True
