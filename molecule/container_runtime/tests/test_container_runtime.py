@@ -6,6 +6,7 @@ NVIDIA toolkit path (its repository is unreachable here) is checked in the files
 `render` entry point wrote, and the engine itself judges the daemon.json carrying the nvidia runtime.
 """
 
+import base64
 import json
 import os
 import re
@@ -120,15 +121,17 @@ def test_engine_accepts_rendered_daemon_json(host):
     if _major(host) == "12":
         # docker.io 20.10 has no --validate: start a throw-away engine on that file, on its own
         # socket and directories, and ask it for its runtimes.
-        cmd = (
-            "set -e; d=$(mktemp -d); "
+        script = (
+            "d=$(mktemp -d)\n"
             f"dockerd --config-file {path} --data-root $d/data --exec-root $d/exec --pidfile $d/pid "
-            "-H unix://$d/sock --bridge none --iptables=false >$d/log 2>&1 & pid=$!; "
-            "for i in $(seq 60); do docker -H unix://$d/sock info >/dev/null 2>&1 && break; sleep 1; done; "
-            "docker -H unix://$d/sock info --format '{{json .Runtimes}} {{.DefaultRuntime}}' || cat $d/log; "
-            "kill $pid; wait $pid || true; rm -rf $d"
+            "-H unix://$d/sock --bridge none --iptables=false >$d/log 2>&1 &\n"
+            "pid=$!\n"
+            "for i in $(seq 90); do docker -H unix://$d/sock info >/dev/null 2>&1 && break; sleep 1; done\n"
+            "docker -H unix://$d/sock info --format '{{json .Runtimes}} {{.DefaultRuntime}}' || cat $d/log\n"
+            "kill $pid; wait $pid; rm -rf $d\n"
         )
-        out = host.check_output(f"bash -c \"{cmd}\"")
+        encoded = base64.b64encode(script.encode()).decode()
+        out = host.check_output(f"echo {encoded} | base64 -d | bash")
         assert '"nvidia"' in out and out.strip().endswith("nvidia"), out
     else:
         res = host.run(f"dockerd --validate --config-file {path}")
@@ -164,9 +167,11 @@ def _playbook(host, *args):
         pytest.skip("runs under Molecule only (needs its inventory)")
     name = host.backend.get_hostname()
     cmd = ["ansible-playbook", "-i", inventory, "--limit", name, os.path.join(SCENARIO_DIR, "role.yml"), *args]
-    res = subprocess.run(cmd, capture_output=True, text=True, check=False, env=os.environ.copy())
+    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
+    res = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
-    recap = re.search(rf"{re.escape(name)}\s*:\s*ok=\d+\s+changed=(\d+)", res.stdout)
+    stdout = re.sub(r"\x1b\[[0-9;]*m", "", res.stdout)
+    recap = re.search(rf"{re.escape(name)}\s*:\s*ok=\d+\s+changed=(\d+)", stdout)
     assert recap, res.stdout[-2000:]
     return int(recap.group(1))
 
