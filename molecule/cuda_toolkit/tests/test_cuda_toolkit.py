@@ -1,0 +1,53 @@
+"""Testinfra checks of the cuda_toolkit role on Debian 13 (CUDA 12.4, NCCL 2.22 from Debian)."""
+
+import re
+
+import pytest
+
+CUDA = "12.4"
+NCCL = "2.22"
+PROFILE = "/etc/profile.d/inferops-cuda.sh"
+
+
+def test_nvcc_reports_the_pinned_release(host):
+    # Through a login shell, so /etc/profile.d is what puts the toolkit on PATH.
+    out = host.check_output("bash -lc 'command -v nvcc && nvcc --version'")
+    assert re.search(r"release %s, V%s\.\d+" % (re.escape(CUDA), re.escape(CUDA)), out), out
+
+
+def test_nccl_library_present(host):
+    pkg = host.package("libnccl2")
+    assert pkg.is_installed
+    assert pkg.version.startswith(NCCL + "."), pkg.version
+    libs = host.check_output("ldconfig -p")
+    assert re.search(r"^\s+libnccl\.so\.2 .*=> \S+$", libs, re.M), libs
+    assert host.file("/usr/include/nccl.h").exists
+
+
+@pytest.mark.parametrize("name,version", [
+    ("nvidia-cuda-toolkit", CUDA), ("nvidia-cuda-dev", CUDA), ("libnccl2", NCCL), ("libnccl-dev", NCCL),
+])
+def test_packages_pinned_and_held(host, name, version):
+    assert host.package(name).version.startswith(version + ".")
+    assert host.check_output("dpkg-query -W -f '${Status}' %s" % name).startswith("hold ")
+    policy = host.check_output("apt-cache policy %s" % name)
+    installed = re.search(r"Installed: (\S+)", policy).group(1)
+    assert re.search(r"^\s+\*\*\* %s 1001$" % re.escape(installed), policy, re.M), policy
+
+
+def test_profile_exports_the_toolkit(host):
+    script = host.file(PROFILE)
+    assert script.is_file and script.mode == 0o644
+    env = host.check_output("bash -lc 'echo $CUDA_HOME; echo $PATH; echo $LD_LIBRARY_PATH'").splitlines()
+    assert env[0] == "/usr/lib/nvidia-cuda-toolkit"
+    assert "/usr/lib/nvidia-cuda-toolkit/bin" in env[1].split(":")
+    assert "/usr/lib/x86_64-linux-gnu" in env[2].split(":")
+    # Sourcing it twice adds nothing twice.
+    twice = host.check_output("bash -c '. %s; . %s; echo $PATH'" % (PROFILE, PROFILE))
+    assert twice.split(":").count("/usr/lib/nvidia-cuda-toolkit/bin") == 1
+
+
+def test_no_recommends_pulled(host):
+    # Installed without recommends: the documentation package and the visual profiler stay out.
+    assert not host.package("nvidia-cuda-toolkit-doc").is_installed
+    assert not host.package("nvidia-visual-profiler").is_installed
