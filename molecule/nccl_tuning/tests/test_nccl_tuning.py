@@ -90,6 +90,15 @@ def test_the_reason_is_written_next_to_each_variable(host, name, path):
         assert comment_for(text, "NCCL_IB_DISABLE")[0] == "extra"
 
 
+def test_gpu_health_role_ran_where_no_facts_were_given(host, name):
+    # forbid-debian12 had no gpu_health facts: nccl_tuning ran the gpu_health role (its report is
+    # there) with the gate off, although pcie-4-acs fails the acs check.
+    report = host.file("/var/lib/inferops/gpu_health/report.json")
+    assert report.exists == (name == "nccl-tuning-forbid-debian12")
+    if report.exists:
+        assert '"acs"' in report.content_string
+
+
 def test_vllm_advice_follows_gpu_health(host, name):
     text = host.file(CONF).content_string
     assert ("disable_custom_all_reduce=true" in text) == (name != "nccl-tuning-nvlink-debian13")
