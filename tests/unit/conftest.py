@@ -130,3 +130,36 @@ def fake_gpu_host(fake_nvml_library, monkeypatch, tmp_path):
         return host
 
     return make
+
+
+class ModuleExit(Exception):
+    """What an in-process module run ended with: its result and whether it failed."""
+
+    def __init__(self, result, failed):
+        super().__init__(result.get("msg"))
+        self.result = result
+        self.failed = failed
+
+
+@pytest.fixture
+def module_main(monkeypatch):
+    """module_main(main, params) runs a module's main() in-process and returns its ModuleExit."""
+    from ansible.module_utils import basic
+    from ansible.module_utils.testing import patch_module_args
+
+    def exit_json(self, **result):
+        raise ModuleExit(result, failed=False)
+
+    def fail_json(self, msg, **result):
+        result["msg"] = msg
+        raise ModuleExit(result, failed=True)
+
+    monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
+    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
+
+    def run(main, params):
+        with patch_module_args(params):
+            with pytest.raises(ModuleExit) as caught:
+                main()
+        return caught.value
+    return run

@@ -10,7 +10,6 @@ import os
 import re
 
 import pytest
-import yaml
 from ansible.parsing.dataloader import DataLoader
 from ansible.template import Templar, trust_as_template
 
@@ -127,16 +126,3 @@ def test_cuda_repository_is_the_same_as_the_driver_roles(platform):
 def test_no_distro_toolkit_on_the_rhel_family(platform):
     assert Role(platform).var("__cuda_toolkit_set['toolkit']") == []
 
-
-def test_every_variable_is_typed_and_described():
-    with open(os.path.join(ROLE, "meta", "argument_specs.yml")) as handle:
-        options = yaml.safe_load(handle)["argument_specs"]["main"]["options"]
-    with open(os.path.join(ROLE, "defaults", "main.yml")) as handle:
-        defaults = yaml.safe_load(handle)
-    assert set(options) == set(defaults)
-    for name, spec in options.items():
-        assert name.startswith("cuda_toolkit_"), name
-        assert spec.get("type") and spec.get("description"), name
-        assert spec.get("default") == defaults[name], name
-        if spec["type"] == "list":
-            assert spec.get("elements"), name

@@ -8,41 +8,18 @@ import re
 
 import pytest
 
-from ansible.module_utils import basic
-from ansible.module_utils.testing import patch_module_args
-
 from ansible_collections.inferops.gpu.plugins.module_utils import gpu_inventory
 from ansible_collections.inferops.gpu.plugins.module_utils.gpu_health_checks import render_prometheus, run_health
 from ansible_collections.inferops.gpu.plugins.modules import gpu_health
 
 
-class ModuleExit(Exception):
-    def __init__(self, result, failed):
-        super().__init__(result.get("msg"))
-        self.result = result
-        self.failed = failed
-
-
 @pytest.fixture
-def run_module(monkeypatch):
-    def exit_json(self, **result):
-        raise ModuleExit(result, failed=False)
-
-    def fail_json(self, msg, **result):
-        result["msg"] = msg
-        raise ModuleExit(result, failed=True)
-
-    monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
-    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
-
+def run_module(module_main):
     def run(host, **args):
         params = {"sysfs_root": host.sysfs_root, "procfs_root": host.procfs_root,
                   "kernel_log": host.kernel_log}
         params.update(args)
-        with patch_module_args(params):
-            with pytest.raises(ModuleExit) as caught:
-                gpu_health.main()
-        return caught.value
+        return module_main(gpu_health.main, params)
     return run
 
 

@@ -253,17 +253,4 @@ def test_ubuntu_gets_restricted():
     ]
 
 
-# --- argument_specs and defaults stay in step ------------------------------------------------
 
-def test_every_variable_is_typed_and_described():
-    with open(os.path.join(ROLE, "meta", "argument_specs.yml")) as handle:
-        options = yaml.safe_load(handle)["argument_specs"]["main"]["options"]
-    with open(os.path.join(ROLE, "defaults", "main.yml")) as handle:
-        defaults = yaml.safe_load(handle)
-    assert set(options) == set(defaults)
-    for name, spec in options.items():
-        assert name.startswith("nvidia_driver_"), name
-        assert spec.get("type") and spec.get("description"), name
-        assert spec.get("default") == defaults[name], name
-        if spec["type"] == "list":
-            assert spec.get("elements"), name

@@ -7,8 +7,6 @@ import sys
 
 import pytest
 
-from ansible.module_utils import basic
-from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.inferops.gpu.plugins.module_utils.gpu_health_checks import run_health
 from ansible_collections.inferops.gpu.plugins.module_utils.xinference_api import redact
@@ -16,13 +14,6 @@ from ansible_collections.inferops.gpu.plugins.modules import xinference_model
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fake_xinference import FakeXinference  # noqa: E402  pylint: disable=wrong-import-position
-
-
-class ModuleExit(Exception):
-    def __init__(self, result, failed):
-        super().__init__(result.get("msg"))
-        self.result = result
-        self.failed = failed
 
 
 @pytest.fixture
@@ -33,16 +24,7 @@ def fake():
 
 
 @pytest.fixture
-def run_module(monkeypatch, fake):
-    def exit_json(self, **result):
-        raise ModuleExit(result, failed=False)
-
-    def fail_json(self, msg, **result):
-        result["msg"] = msg
-        raise ModuleExit(result, failed=True)
-
-    monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
-    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
+def run_module(module_main, monkeypatch, fake):
     monkeypatch.setattr(xinference_model.XinferenceClient, "wait_ready", fast_wait_ready)
 
     def run(check_mode=False, diff=False, **args):
@@ -51,10 +33,7 @@ def run_module(monkeypatch, fake):
         params = dict((key, value) for key, value in params.items() if value is not None)
         params["_ansible_check_mode"] = check_mode
         params["_ansible_diff"] = diff
-        with patch_module_args(params):
-            with pytest.raises(ModuleExit) as caught:
-                xinference_model.main()
-        return caught.value
+        return module_main(xinference_model.main, params)
     return run
 
 
