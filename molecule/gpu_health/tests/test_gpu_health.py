@@ -60,19 +60,28 @@ def gate(host, path):
 
 # --- install: where pynvml comes from -------------------------------------------------------
 
-def test_pynvml_source(host, release):
-    if release == 13:
-        # Debian 13: python3-pynvml from contrib, enabled on the existing deb822 sources.
+def test_pynvml_source(host, hostvars, release):
+    source = hostvars.get("gpu_health_pynvml_source", "auto")
+    if source == "auto":
+        source = "package" if release == 13 else "venv"
+    if source == "package":
+        # python3-pynvml from contrib (its libnvidia-ml1 from non-free), enabled on the host's
+        # existing sources: deb822 on Debian 13, one-line sources.list on Debian 12.
         assert host.package("python3-pynvml").is_installed
-        sources = host.file("/etc/apt/sources.list.d/debian.sources").content_string
-        components = re.findall(r"^Components:(.*)$", sources, re.M)
-        assert components and all(
-            set(line.split()) >= {"main", "contrib", "non-free", "non-free-firmware"} for line in components)
-        assert "deb.debian.org" in sources  # the host's own sources, no mirror added
+        if release == 13:
+            sources = host.file("/etc/apt/sources.list.d/debian.sources").content_string
+            components = re.findall(r"^Components:(.*)$", sources, re.M)
+        else:
+            sources = host.file("/etc/apt/sources.list").content_string
+            components = re.findall(r"^deb\s+\S+\s+\S+\s+(.*)$", sources, re.M)
+        assert len(components) == 3, sources
+        assert all(set(line.split()) == {"main", "contrib", "non-free", "non-free-firmware"}
+                   for line in components), sources
+        assert "deb.debian.org" in sources and "security.debian.org" in sources  # no mirror added
         assert not host.file(VENV).exists
-        assert host.run("python3 -c 'import pynvml'").rc == 0
+        assert host.run("/usr/bin/python3 -c 'import pynvml'").rc == 0
     else:
-        # Debian 12: a virtualenv with the pinned nvidia-ml-py, no distribution pynvml.
+        # A virtualenv with the pinned nvidia-ml-py, no distribution pynvml.
         assert not host.package("python3-pynvml").is_installed
         pip = host.run(f"{VENV}/bin/python -m pip show nvidia-ml-py")
         assert pip.rc == 0, pip.stderr
@@ -208,7 +217,7 @@ def test_timer(host, hostvars, release):
         return
     assert timer.is_enabled and timer.is_running
     python = "/usr/bin/python3" if release == 13 else f"{VENV}/bin/python"
-    assert f"ExecStart={python} /opt/inferops/gpu_health/bin/gpu-health-check" in unit.content_string
+    assert f"ExecStart={python} /opt/inferops/gpu_health/bin/gpu_health_check.py" in unit.content_string
     assert "OnCalendar=*:0/15" in host.file("/etc/systemd/system/inferops-gpu-health.timer").content_string
     lib = "/opt/inferops/gpu_health/lib/ansible_collections/inferops/gpu/plugins/module_utils"
     for name in ("gpu_inventory.py", "gpu_health_checks.py", "__init__.py"):
