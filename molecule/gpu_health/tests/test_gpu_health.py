@@ -131,7 +131,13 @@ def test_report_matches_topology(report, topology, hostvars):
     elif topology in ("no-driver", "real"):
         assert summary["verdict"] == "fail"
         assert report["nvml"]["available"] is False
-        assert report["nvml"]["error"] == "DriverNotLoaded"
+        if topology == "no-driver":
+            assert report["nvml"]["error"] == "DriverNotLoaded"
+        else:
+            # Debian's real libnvidia-ml1 in a container: NVML mknod's /dev/nvidiactl, Docker's
+            # device cgroup denies opening it, and NVML says "Unknown Error" (on bare metal:
+            # DriverNotLoaded). The module must still name the cause: no kernel driver.
+            assert report["nvml"]["error"] in ("DriverNotLoaded", "Unknown")
         nvml_init = checks(report, "nvml_init")
         assert len(nvml_init) == 1 and nvml_init[0]["verdict"] == "fail"
         assert "driver not loaded" in nvml_init[0]["reason"]
@@ -194,9 +200,12 @@ def test_gate(host, topology):
     assert record["task"].startswith("Gate |")
     msg = record["msg"]
     assert "GPU health gate on " in msg
-    if topology in ("no-driver", "real"):
+    if topology == "no-driver":
         assert "1 check(s)" in msg
         assert "nvml_init: NVML DriverNotLoaded: driver not loaded" in msg
+    elif topology == "real":
+        assert "1 check(s)" in msg
+        assert re.search(r"nvml_init: NVML (DriverNotLoaded|Unknown): driver not loaded", msg), msg
     elif topology == "pcie-4-acs":
         assert "5 check(s)" in msg
         assert "acs gpu2-gpu3: GPU2-GPU3: ACS redirect" in msg
