@@ -125,4 +125,3 @@ def test_cuda_repository_is_the_same_as_the_driver_roles(platform):
 @pytest.mark.parametrize("platform", ["RedHat-8", "RedHat-9"])
 def test_no_distro_toolkit_on_the_rhel_family(platform):
     assert Role(platform).var("__cuda_toolkit_set['toolkit']") == []
-

@@ -251,6 +251,3 @@ def test_ubuntu_gets_restricted():
         "deb http://archive.ubuntu.com/ubuntu jammy main universe restricted",
         "deb http://archive.ubuntu.com/ubuntu jammy-updates main restricted",
     ]
-
-
-

@@ -124,7 +124,7 @@ def test_report_matches_topology(report, topology, hostvars):
         assert summary["verdict"] == "fail"
         failing = {(c["id"], c["gpu"]) for c in report["checks"] if c["verdict"] == "fail"}
         assert ("ecc", 5) in failing and ("xid", 5) in failing, failing
-        assert all(gpu == 5 for _, gpu in failing), failing
+        assert all(gpu == 5 for _check, gpu in failing), failing
         assert "Xid 79" in checks(report, "xid", "fail")[0]["reason"]
         assert report["gpus"][5]["ecc"]["volatile_uncorrected"] == 4
         assert checks(report, "ecc", "pass") and all(c["gpu"] != 5 for c in checks(report, "ecc", "pass"))
