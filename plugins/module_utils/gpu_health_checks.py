@@ -356,7 +356,12 @@ def evaluate(facts, expected_gpu_count=None, skip_checks=None, limits=None):
     nvml = facts["nvml"]
     if not nvml["available"] or facts.get("gpu_count") is None:
         error = nvml["error"] or "Unknown"
-        advice = NVML_INIT_ADVICE.get(error, "NVML failed: %s" % (nvml["message"] or error))
+        if error in NVML_INIT_ADVICE:
+            advice = NVML_INIT_ADVICE[error]
+        elif not facts.get("host", {}).get("nvidia_module_loaded", True):
+            advice = "%s (NVML said: %s)" % (NVML_INIT_ADVICE["DriverNotLoaded"], nvml["message"] or error)
+        else:
+            advice = "NVML failed: %s" % (nvml["message"] or error)
         checks.add("nvml_init", "fail", "NVML %s: %s" % (error, advice))
         for check_id in CHECK_IDS[1:]:
             checks.add(check_id, "skip", "NVML unavailable")

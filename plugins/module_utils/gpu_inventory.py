@@ -453,6 +453,9 @@ def collect_host(procfs_root, shm_path):
     except OSError as exc:
         shm["error"] = "cannot stat %s: %s" % (shm_path, exc.strerror)
     return {
+        # The loaded kernel module publishes its version here; NVML's own error does not always
+        # say that it is missing (libnvidia-ml1 in a container answers Unknown, not DriverNotLoaded).
+        "nvidia_module_loaded": os.path.exists(os.path.join(procfs_root, "driver", "nvidia", "version")),
         "uptime_s": float(uptime.split()[0]) if uptime else None,
         "memory_total_bytes": int(match.group(1)) * 1024 if match else None,
         "shm": shm,
@@ -463,7 +466,8 @@ def collect(sysfs_root="/sys", procfs_root="/proc", kernel_log="/dev/kmsg", shm_
     """Everything the health checks read, as plain data."""
     facts = collect_nvml()
     host = collect_host(procfs_root, shm_path)
-    facts["host"] = {"uptime_s": host["uptime_s"], "memory_total_bytes": host["memory_total_bytes"]}
+    facts["host"] = {"uptime_s": host["uptime_s"], "memory_total_bytes": host["memory_total_bytes"],
+                     "nvidia_module_loaded": host["nvidia_module_loaded"]}
     facts["shm"] = host["shm"]
     facts["pci"] = collect_pci(sysfs_root, facts["gpus"])
     facts["iommu"] = collect_iommu(sysfs_root, procfs_root)

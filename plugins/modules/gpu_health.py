@@ -257,7 +257,7 @@ ansible_facts:
           type: dict
           returned: always
         host:
-          description: C(uptime_s) and C(memory_total_bytes).
+          description: C(uptime_s), C(memory_total_bytes) and C(nvidia_module_loaded) (C(/proc/driver/nvidia/version) exists).
           type: dict
           returned: always
         checks:

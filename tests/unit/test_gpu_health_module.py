@@ -186,3 +186,21 @@ def test_prometheus_text_carries_verdict_and_recommendation(fake_gpu_host):
     assert 'inferops_gpu_health_check{check="acs",gpu="",pair="2-3",verdict="fail"} 1' in text
     assert "inferops_gpu_health_nccl_p2p_disable_recommended 1" in text
     assert 'inferops_gpu_p2p_safe{gpu_a="2",gpu_b="3"} 0' in text
+
+
+def test_unknown_nvml_error_without_kernel_module_says_driver_not_loaded():
+    """Debian's real libnvidia-ml1 without the kernel module answers Unknown, not DriverNotLoaded."""
+    from ansible_collections.inferops.gpu.plugins.module_utils.gpu_health_checks import evaluate
+
+    def facts(module_loaded):
+        return {"nvml": {"available": False, "error": "Unknown", "message": "Unknown Error"},
+                "driver": {}, "gpu_count": None, "gpus": [], "pairs": [],
+                "host": {"uptime_s": 1.0, "memory_total_bytes": None, "nvidia_module_loaded": module_loaded},
+                "shm": {"path": "/dev/shm", "size_bytes": None, "free_bytes": None, "error": None},
+                "pci": {"gpu_paths": {}, "bridges": {}},
+                "iommu": {"enabled": False, "groups": 0, "passthrough": False, "cmdline": [], "hypervisor": False},
+                "xids": {"available": False, "error": "n/a", "events": []}}
+    init = evaluate(facts(False))["checks"][0]
+    assert init["id"] == "nvml_init" and init["verdict"] == "fail"
+    assert "driver not loaded" in init["reason"] and "Unknown Error" in init["reason"]
+    assert "driver not loaded" not in evaluate(facts(True))["checks"][0]["reason"]

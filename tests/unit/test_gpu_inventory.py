@@ -92,3 +92,10 @@ def test_upstream_bridges_follow_symlinks(tmp_path):
     os.symlink(os.path.relpath(tree, devices), devices / "0000:03:00.0")
     assert inv.upstream_bridges(str(tmp_path), "0000:03:00.0") == ["0000:00:01.0", "0000:01:00.0", "0000:02:08.0"]
     assert inv.upstream_bridges(str(tmp_path), "0000:99:00.0") is None
+
+
+def test_nvidia_module_presence_read_from_procfs(tmp_path):
+    assert inv.collect_host(str(tmp_path), str(tmp_path))["nvidia_module_loaded"] is False
+    (tmp_path / "driver" / "nvidia").mkdir(parents=True)
+    (tmp_path / "driver" / "nvidia" / "version").write_text("NVRM version: 550.163.01\n")
+    assert inv.collect_host(str(tmp_path), str(tmp_path))["nvidia_module_loaded"] is True
