@@ -1,15 +1,17 @@
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, inferops.gpu contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Filters over the gpu_health fact: the node_exporter textfile and the checks that fail a gate.
+"""Filters over the gpu_health fact: the node_exporter textfile, the checks that fail a gate, the
+fleet report and its tables, the site gate with NCCL mitigations, health drift and GPU-model groups.
 
-Both run on the controller and reuse the module's own code (module_utils.gpu_health_checks), so
+They run on the controller and reuse the module's own code (module_utils.gpu_health_checks), so
 the role's reports, its gate message and the timer's runner on the host agree byte for byte.
-Documentation: gpu_health_prometheus.yml and gpu_health_failing.yml beside this file.
+Documentation: one <filter name>.yml beside this file per filter.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 from ansible.errors import AnsibleFilterError
@@ -17,6 +19,7 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.inferops.gpu.plugins.module_utils.gpu_health_checks import (
     VERDICTS,
     checks_matching,
+    describe_check,
     render_prometheus,
 )
 
@@ -48,6 +51,276 @@ def gpu_health_failing(facts, verdicts=("fail",)):
     return checks_matching(_facts(facts, "gpu_health_failing"), list(verdicts))
 
 
+# ---------------------------------------------------------------------------------------------
+# Fleet report (playbooks/health.yml), health gate (site.yml, provision.yml), health drift
+# (drift.yml) and GPU-model groups (provision.yml). Controller-side only.
+
+_GIB = 1024 ** 3
+_WORST = {"skip": 0, "pass": 1, "warn": 2, "error": 3, "fail": 4}
+# Checks that are about a GPU pair's P2P path; NCCL_P2P_DISABLE=1 takes NCCL off that path.
+_P2P_CHECKS = ("acs", "p2p")
+# Words in NVML's product name that say nothing about the model.
+_VENDOR_WORDS = ("nvidia", "tesla", "geforce", "quadro")
+
+
+def _worst(verdicts):
+    found = [verdict for verdict in verdicts if verdict in _WORST]
+    return max(found, key=_WORST.get) if found else "skip"
+
+
+def _gib(size):
+    return "%.0f GiB" % (size / float(_GIB)) if isinstance(size, (int, float)) else "-"
+
+
+def _gpu_rows(facts):
+    """One row per GPU: the figures an operator looks at first, and the GPU's worst verdict."""
+    by_gpu = {}
+    for check in facts["checks"]:
+        if check.get("gpu") is not None:
+            by_gpu.setdefault(check["gpu"], []).append(check)
+    rows = []
+    for gpu in facts["gpus"]:
+        checks = by_gpu.get(gpu["index"], [])
+        pcie = gpu.get("pcie") or {}
+        ecc = gpu.get("ecc") or {}
+        rows.append({
+            "index": gpu["index"],
+            "name": gpu.get("name"),
+            "uuid": gpu.get("uuid"),
+            "pci_bus_id": gpu.get("pci_bus_id"),
+            "memory_total_bytes": (gpu.get("memory") or {}).get("total_bytes"),
+            "temperature_c": gpu.get("temperature_c"),
+            "pcie": "gen%s x%s" % (pcie.get("gen_current", "?"), pcie.get("width_current", "?")) if pcie else None,
+            "ecc_uncorrected_volatile": ecc.get("volatile_uncorrected"),
+            "verdict": _worst(check["verdict"] for check in checks),
+            "issues": [describe_check(check) for check in checks if check["verdict"] in ("warn", "fail", "error")],
+        })
+    return rows
+
+
+def gpu_health_host(facts, host=None):
+    """A compact, JSON-ready summary of one host's gpu_health fact (what the fleet report keeps)."""
+    facts = _facts(facts, "gpu_health_host")
+    recommendation = facts["recommendation"]
+    host_checks = [check for check in facts["checks"] if check.get("gpu") is None]
+    return {
+        "host": host,
+        "verdict": facts["summary"]["verdict"],
+        "counts": facts["summary"]["counts"],
+        "nvml": "ok" if facts["nvml"].get("available") else (facts["nvml"].get("error") or "unavailable"),
+        "driver": (facts.get("driver") or {}).get("version"),
+        "cuda": (facts.get("driver") or {}).get("cuda_version"),
+        "gpu_count": facts.get("gpu_count"),
+        "expected_gpu_count": facts.get("expected_gpu_count"),
+        "gpus": _gpu_rows(facts),
+        "host_issues": [describe_check(check) for check in host_checks if check["verdict"] in ("warn", "fail", "error")],
+        "p2p_unsafe_pairs": ["gpu%d-gpu%d" % tuple(pair["gpus"]) for pair in facts["pairs"] if pair.get("p2p_safe") is False],
+        "nccl_env": recommendation.get("nccl_env", {}),
+        "nccl_reasons": recommendation.get("reasons", {}),
+        "container_shm_size": recommendation.get("container_shm_size"),
+        "vllm_disable_custom_all_reduce": recommendation.get("vllm_disable_custom_all_reduce"),
+    }
+
+
+def _table(header, rows):
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
+
+    def line(cells):
+        return "  ".join(str(cell).ljust(width) for cell, width in zip(cells, widths)).rstrip()
+    return [line(header), line(["-" * width for width in widths])] + [line(row) for row in rows]
+
+
+def gpu_health_table(facts, host=None):
+    """Lines of text: one header line for the host, then one table row per GPU, then the issues."""
+    summary = gpu_health_host(facts, host)
+    lines = ["%s: %s, %s GPU(s)%s, driver %s, CUDA %s, NVML %s" % (
+        host or "host", summary["verdict"].upper(), summary["gpu_count"] if summary["gpu_count"] is not None else "no",
+        "" if summary["expected_gpu_count"] is None else " of %s expected" % summary["expected_gpu_count"],
+        summary["driver"] or "-", summary["cuda"] or "-", summary["nvml"])]
+    if summary["gpus"]:
+        lines += _table(
+            ["GPU", "NAME", "MEMORY", "TEMP", "PCIE", "ECC-UE", "VERDICT"],
+            [[gpu["index"], gpu["name"] or "-", _gib(gpu["memory_total_bytes"]),
+              "-" if gpu["temperature_c"] is None else "%sC" % gpu["temperature_c"], gpu["pcie"] or "-",
+              "-" if gpu["ecc_uncorrected_volatile"] is None else gpu["ecc_uncorrected_volatile"], gpu["verdict"]]
+             for gpu in summary["gpus"]])
+    env = summary["nccl_env"]
+    lines.append("NCCL: %s; container /dev/shm %s%s" % (
+        ", ".join("%s=%s" % item for item in sorted(env.items())) or "nothing forced",
+        summary["container_shm_size"] or "-",
+        "; vLLM custom all-reduce off" if summary["vllm_disable_custom_all_reduce"] else ""))
+    for name, reason in sorted(summary["nccl_reasons"].items()):
+        lines.append("  why %s: %s" % (name, reason))
+    for issue in summary["host_issues"] + [issue for gpu in summary["gpus"] for issue in gpu["issues"]]:
+        lines.append("  ! " + issue)
+    return lines
+
+
+def gpu_health_fleet(hosts):
+    """{host: gpu_health fact or None} -> the fleet report (dict, JSON-ready), hosts sorted by name."""
+    if not isinstance(hosts, Mapping):
+        raise AnsibleFilterError("gpu_health_fleet expects a dict of host name -> gpu_health fact")
+    report = {"hosts": [], "totals": dict((verdict, 0) for verdict in VERDICTS + ("missing",)), "gpus": 0}
+    for host in sorted(hosts):
+        facts = hosts[host]
+        if not facts:
+            report["hosts"].append({"host": host, "verdict": "missing", "gpus": [],
+                                    "host_issues": ["no gpu_health fact: the host failed or was unreachable"]})
+            report["totals"]["missing"] += 1
+            continue
+        entry = gpu_health_host(facts, host)
+        report["hosts"].append(entry)
+        report["totals"][entry["verdict"]] += 1
+        report["gpus"] += entry["gpu_count"] or 0
+    return report
+
+
+def _md(text):
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def gpu_health_fleet_markdown(report, title="GPU health"):
+    """The fleet report as Markdown: a totals line, a table of hosts, a table per host's GPUs."""
+    if not isinstance(report, Mapping) or "hosts" not in report:
+        raise AnsibleFilterError("gpu_health_fleet_markdown expects the output of gpu_health_fleet")
+    totals = report["totals"]
+    out = ["# %s" % title, ""]
+    if report.get("generated"):
+        out += ["Generated %s." % report["generated"], ""]
+    out += ["%d host(s), %d GPU(s): %s." % (
+        len(report["hosts"]), report["gpus"],
+        ", ".join("%d %s" % (count, verdict) for verdict, count in totals.items() if count)), "",
+        "| Host | Verdict | GPUs | Driver | NCCL forced | Container shm | Issues |",
+        "|---|---|---|---|---|---|---|"]
+    for host in report["hosts"]:
+        issues = host.get("host_issues", []) + [issue for gpu in host.get("gpus", []) for issue in gpu["issues"]]
+        out.append("| %s | %s | %s | %s | %s | %s | %d |" % (
+            _md(host["host"]), host["verdict"], "-" if host.get("gpu_count") is None else host["gpu_count"],
+            _md(host.get("driver") or "-"),
+            _md(", ".join("%s=%s" % item for item in sorted(host.get("nccl_env", {}).items())) or "-"),
+            host.get("container_shm_size") or "-", len(issues)))
+    for host in report["hosts"]:
+        out += ["", "## %s (%s)" % (_md(host["host"]), host["verdict"]), ""]
+        if host.get("gpus"):
+            out += ["| GPU | Name | Memory | Temp | PCIe | ECC UE | Verdict |", "|---|---|---|---|---|---|---|"]
+            for gpu in host["gpus"]:
+                out.append("| %s | %s | %s | %s | %s | %s | %s |" % (
+                    gpu["index"], _md(gpu["name"] or "-"), _gib(gpu["memory_total_bytes"]),
+                    "-" if gpu["temperature_c"] is None else "%s C" % gpu["temperature_c"], gpu["pcie"] or "-",
+                    "-" if gpu["ecc_uncorrected_volatile"] is None else gpu["ecc_uncorrected_volatile"], gpu["verdict"]))
+            out.append("")
+        for name, reason in sorted(host.get("nccl_reasons", {}).items()):
+            out.append("- `%s=%s`: %s" % (name, host["nccl_env"].get(name), _md(reason)))
+        for issue in host.get("host_issues", []) + [issue for gpu in host.get("gpus", []) for issue in gpu["issues"]]:
+            out.append("- %s" % _md(issue))
+    return "\n".join(out) + "\n"
+
+
+def gpu_health_gate(facts, fail_on=("fail",), nccl_env=None):
+    """Split the checks that fail a gate into blocking ones and ones the NCCL settings work around.
+
+    An ACS-redirect or broken-P2P finding on a PCIe pair is exactly what NCCL_P2P_DISABLE=1 (which
+    nccl_tuning derives and writes) works around: NCCL then never uses that path. A broken NVLink pair
+    is a hardware fault and stays blocking.
+    """
+    facts = _facts(facts, "gpu_health_gate")
+    if isinstance(fail_on, str):
+        fail_on = [fail_on]
+    unknown = sorted(set(fail_on) - set(VERDICTS))
+    if unknown:
+        raise AnsibleFilterError("gpu_health_gate: unknown verdicts %s (valid: %s)" % (", ".join(unknown), ", ".join(VERDICTS)))
+    p2p_disabled = str((nccl_env or {}).get("NCCL_P2P_DISABLE", "")).strip() == "1"
+    nvlink = dict((tuple(pair["gpus"]), pair.get("nvlink")) for pair in facts["pairs"])
+    blocking, mitigated = [], []
+    for check in facts["checks"]:
+        if check["verdict"] not in fail_on:
+            continue
+        pair = tuple(check.get("pair") or ())
+        if p2p_disabled and pair and check["id"] in _P2P_CHECKS and (check["id"] == "acs" or not nvlink.get(pair)):
+            mitigated.append(describe_check(check) + " [mitigated: NCCL_P2P_DISABLE=1]")
+        else:
+            blocking.append(describe_check(check))
+    return {"passed": not blocking, "blocking": blocking, "mitigated": mitigated}
+
+
+def _fatal_xids(facts):
+    fatal = set((facts.get("limits") or {}).get("xid_fatal") or [])
+    events = (facts.get("xids") or {}).get("events") or []
+    return dict(((event.get("pci"), event.get("xid"), event.get("timestamp_s")), event)
+                for event in events if event.get("xid") in fatal)
+
+
+def gpu_health_drift(current, previous=None):
+    """Health changes since a previous gpu_health report: GPUs gone, new fatal Xids, P2P verdicts.
+
+    Returns a list of {kind, detail}; empty when nothing changed for the worse or there is no
+    previous report to compare with.
+    """
+    current = _facts(current, "gpu_health_drift")
+    if not previous:
+        return []
+    previous = _facts(previous, "gpu_health_drift (previous report)")
+    drift = []
+    if previous["nvml"].get("available") and not current["nvml"].get("available"):
+        drift.append({"kind": "nvml_unavailable", "detail": "NVML worked in the previous report, now %s: %s" % (
+            current["nvml"].get("error"), current["nvml"].get("message"))})
+    elif current["nvml"].get("available"):
+        now = dict((gpu.get("uuid"), gpu) for gpu in current["gpus"])
+        gone = [gpu for gpu in previous["gpus"] if gpu.get("uuid") not in now]
+        for gpu in gone:
+            drift.append({"kind": "gpu_missing", "detail": "GPU%s %s (%s, %s) is gone: %s GPU(s) now, %s before" % (
+                gpu.get("index"), gpu.get("name"), gpu.get("uuid"), gpu.get("pci_bus_id"),
+                current.get("gpu_count"), previous.get("gpu_count"))})
+        if not gone and (current.get("gpu_count") or 0) < (previous.get("gpu_count") or 0):
+            drift.append({"kind": "gpu_missing", "detail": "%s GPU(s) now, %s before" % (
+                current.get("gpu_count"), previous.get("gpu_count"))})
+        known = _fatal_xids(previous)
+        for key, event in sorted(_fatal_xids(current).items(), key=lambda item: str(item[0])):
+            if key not in known:
+                drift.append({"kind": "xid_fatal", "detail": "new fatal Xid %s on %s: %s" % (
+                    event.get("xid"), event.get("pci"), event.get("message"))})
+        before = dict((tuple(pair["gpus"]), pair) for pair in previous["pairs"])
+        verdicts_before = dict(((check["id"], tuple(check["pair"])), check["verdict"])
+                               for check in previous["checks"] if check["id"] in _P2P_CHECKS and check.get("pair"))
+        for pair in current["pairs"]:
+            key = tuple(pair["gpus"])
+            old = before.get(key)
+            if old is None:
+                continue
+            changes = []
+            if old.get("p2p_safe") != pair.get("p2p_safe"):
+                changes.append("P2P %s -> %s" % ("safe" if old.get("p2p_safe") else "unsafe",
+                                                 "safe" if pair.get("p2p_safe") else "unsafe"))
+            for check in current["checks"]:
+                if check["id"] in _P2P_CHECKS and tuple(check.get("pair") or ()) == key:
+                    was = verdicts_before.get((check["id"], key))
+                    if was is not None and was != check["verdict"]:
+                        changes.append("%s %s -> %s" % (check["id"], was, check["verdict"]))
+            if changes:
+                drift.append({"kind": "p2p_changed", "detail": "gpu%d-gpu%d: %s%s" % (
+                    key[0], key[1], ", ".join(changes),
+                    " (%s)" % "; ".join(pair["unsafe_reasons"]) if pair.get("unsafe_reasons") else "")})
+    return drift
+
+
+def _model_slug(name):
+    words = [word for word in re.split(r"[\s_]+", str(name).lower()) if word and word not in _VENDOR_WORDS]
+    if not words:
+        return None
+    first = re.split(r"-", words[0])[0]
+    if first == "rtx" and len(words) > 1:
+        first = "rtx_" + re.split(r"-", words[1])[0]
+    slug = re.sub(r"[^a-z0-9_]+", "_", first).strip("_")
+    return slug or None
+
+
+def gpu_health_model_groups(facts, prefix="gpu_"):
+    """Inventory group names for the GPU models of a host: 'NVIDIA H100 80GB HBM3' -> gpu_h100."""
+    facts = _facts(facts, "gpu_health_model_groups")
+    slugs = sorted(set(slug for slug in (_model_slug(gpu.get("name") or "") for gpu in facts["gpus"]) if slug))
+    return [prefix + slug for slug in slugs] if slugs else [prefix + "none"]
+
+
 class FilterModule:
     """inferops.gpu gpu_health filters."""
 
@@ -55,4 +328,11 @@ class FilterModule:
         return {
             "gpu_health_prometheus": gpu_health_prometheus,
             "gpu_health_failing": gpu_health_failing,
+            "gpu_health_host": gpu_health_host,
+            "gpu_health_table": gpu_health_table,
+            "gpu_health_fleet": gpu_health_fleet,
+            "gpu_health_fleet_markdown": gpu_health_fleet_markdown,
+            "gpu_health_gate": gpu_health_gate,
+            "gpu_health_drift": gpu_health_drift,
+            "gpu_health_model_groups": gpu_health_model_groups,
         }
