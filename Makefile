@@ -13,11 +13,12 @@ SCENARIO  ?=
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: test setup venv images unit lint sanity molecule scenarios bench clean help
+.PHONY: test setup venv images xinference-image unit lint sanity molecule scenarios bench clean help
 
 help:
 	@echo "make test                       everything: set-up, unit, lint, sanity, all Molecule scenarios"
-	@echo "make setup                      only the set-up (venv, docker engine, base images, fake NVML)"
+	@echo "make setup                      only the set-up (venv, docker engine, base images, fake NVML, Xinference image)"
+	@echo "make xinference-image           only the CPU Xinference test image and its embedding model"
 	@echo "make unit                       unit tests (tests/unit)"
 	@echo "make lint                       ansible-lint, production profile"
 	@echo "make sanity                     ansible-test sanity"
@@ -36,6 +37,9 @@ venv:
 
 images:
 	@$(SETUP) packages dockerd images
+
+xinference-image:
+	@$(SETUP) packages dockerd xinference_image
 
 unit:
 	@$(SETUP) venv fake_nvml

@@ -5,7 +5,9 @@
 #   3. Debian's docker.io and mmdebstrap (apt-get, only when missing),
 #   4. a Docker engine (dockerd started in the background only when `docker info` fails),
 #   5. the Debian 12 and 13 systemd base images (rebuilt only when their recipe changes),
-#   6. the fake NVML library (make -C tests/fake_nvml, when that directory exists).
+#   6. the fake NVML library (make -C tests/fake_nvml, when that directory exists),
+#   7. the CPU Xinference image inferops/xinference-cpu:4.1.0 and the all-MiniLM-L6-v2 model
+#      directory the xinference scenarios load (rebuilt only when their recipe changes).
 # Logs of every step go to .cache/logs/.
 set -euo pipefail
 
@@ -152,8 +154,15 @@ setup_fake_nvml() {
   done_step
 }
 
+# --- 7. Xinference test image and model ----------------------------------------------------
+setup_xinference_image() {
+  step "Xinference CPU image inferops/xinference-cpu:4.1.0 and model .cache/models/all-MiniLM-L6-v2"
+  "$ROOT/tests/images/xinference/build.sh" image model
+  done_step
+}
+
 steps=("$@")
-[ "${#steps[@]}" -eq 0 ] && steps=(venv packages dockerd images fake_nvml)
+[ "${#steps[@]}" -eq 0 ] && steps=(venv packages dockerd images fake_nvml xinference_image)
 for s in "${steps[@]}"; do
   case "$s" in
     venv) setup_venv; setup_collection_link ;;
@@ -161,6 +170,7 @@ for s in "${steps[@]}"; do
     dockerd) setup_dockerd ;;
     images) setup_images ;;
     fake_nvml) setup_fake_nvml ;;
+    xinference_image) setup_xinference_image ;;
     *) die "unknown setup step: $s" ;;
   esac
 done
