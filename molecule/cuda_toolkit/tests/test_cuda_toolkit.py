@@ -1,33 +1,54 @@
-"""Testinfra checks of the cuda_toolkit role on Debian 13 (CUDA 12.4, NCCL 2.22 from Debian)."""
+"""Testinfra checks of the cuda_toolkit role with Debian's packages.
+
+Debian 13: CUDA 12.4 and NCCL 2.22. Debian 12: CUDA 11.8; bookworm has no NCCL package, so the
+role installs none and says so.
+"""
 
 import re
 
 import pytest
 
-CUDA = "12.4"
-NCCL = "2.22"
+# Debian major release -> (CUDA release, NCCL release or None)
+RELEASES = {"13": ("12.4", "2.22"), "12": ("11.8", None)}
 PROFILE = "/etc/profile.d/inferops-cuda.sh"
 
 
-def test_nvcc_reports_the_pinned_release(host):
+@pytest.fixture(name="pinned")
+def fixture_pinned(host):
+    major = host.file("/etc/debian_version").content_string.strip().split(".")[0]
+    major = {"trixie/sid": "13"}.get(major, major)
+    return RELEASES[major]
+
+
+def test_nvcc_reports_the_pinned_release(host, pinned):
+    cuda = pinned[0]
     # Through a login shell, so /etc/profile.d is what puts the toolkit on PATH.
     out = host.check_output("bash -lc 'command -v nvcc && nvcc --version'")
-    assert re.search(r"release %s, V%s\.\d+" % (re.escape(CUDA), re.escape(CUDA)), out), out
+    assert re.search(r"release %s, V%s\.\d+" % (re.escape(cuda), re.escape(cuda)), out), out
 
 
-def test_nccl_library_present(host):
+def test_nccl_library_present(host, pinned):
+    nccl = pinned[1]
+    if nccl is None:
+        # Debian 12 ships no NCCL package: the role must not invent one.
+        assert not host.package("libnccl2").is_installed
+        assert "libnccl.so" not in host.check_output("ldconfig -p")
+        return
     pkg = host.package("libnccl2")
     assert pkg.is_installed
-    assert pkg.version.startswith(NCCL + "."), pkg.version
+    assert pkg.version.startswith(nccl + "."), pkg.version
     libs = host.check_output("ldconfig -p")
     assert re.search(r"^\s+libnccl\.so\.2 .*=> \S+$", libs, re.M), libs
     assert host.file("/usr/include/nccl.h").exists
 
 
-@pytest.mark.parametrize("name,version", [
-    ("nvidia-cuda-toolkit", CUDA), ("nvidia-cuda-dev", CUDA), ("libnccl2", NCCL), ("libnccl-dev", NCCL),
+@pytest.mark.parametrize("name,index", [
+    ("nvidia-cuda-toolkit", 0), ("nvidia-cuda-dev", 0), ("libnccl2", 1), ("libnccl-dev", 1),
 ])
-def test_packages_pinned_and_held(host, name, version):
+def test_packages_pinned_and_held(host, pinned, name, index):
+    version = pinned[index]
+    if version is None:
+        pytest.skip("Debian 12 ships no NCCL package")
     assert host.package(name).version.startswith(version + ".")
     assert host.check_output("dpkg-query -W -f '${Status}' %s" % name).startswith("hold ")
     policy = host.check_output("apt-cache policy %s" % name)
