@@ -1,0 +1,188 @@
+"""Testinfra checks of the xinference scenario.
+
+Real state only: the container the role started (its environment, /dev/shm, capabilities,
+ulimits, mounts, log rotation, health check), the API key file, and the API itself: an embedding
+through the endpoint with the client API key returns a 384-dimension vector. Then drift: a
+terminated model and a stopped container are reported by check mode and repaired by a run (the
+model relaunched), and an image tag change recreates the container with XINFERENCE_HOME kept.
+"""
+
+import json
+import os
+import re
+import subprocess
+import time
+
+CONTAINER = "xinference"
+URL = "http://127.0.0.1:9997"
+KEY_FILE = "/etc/inferops/xinference-api-key"
+MODEL_UID = "minilm"
+
+# Runs on the test host: one HTTP request, prints "<status> <body>".
+HTTP = r"""
+import json, sys, urllib.error, urllib.request
+method, url, token, body = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+req = urllib.request.Request(url, method=method, data=body.encode() if body else None)
+req.add_header("Content-Type", "application/json")
+if token:
+    req.add_header("Authorization", "Bearer " + token)
+try:
+    with urllib.request.urlopen(req, timeout=120) as resp:
+        print(resp.status, resp.read().decode())
+except urllib.error.HTTPError as exc:
+    print(exc.code, exc.read().decode())
+"""
+
+
+def api(host, method, path, token="", body=None):
+    out = host.check_output("python3 -c %s %s %s %s %s", HTTP, method, URL + path, token,
+                            json.dumps(body) if body is not None else "")
+    status, _, text = out.partition(" ")
+    return int(status), (json.loads(text) if text.strip() else None)
+
+
+def inspect(host):
+    return json.loads(host.check_output("docker inspect %s", CONTAINER))[0]
+
+
+def api_key(host):
+    return host.file(KEY_FILE).content_string.strip()
+
+
+def admin_token(host):
+    status, body = api(host, "POST", "/token", body={"username": "admin", "password": "molecule-admin-pw"})
+    assert status == 200, body
+    return body["access_token"]
+
+
+def embedding(host):
+    status, body = api(host, "POST", "/v1/embeddings", api_key(host),
+                       {"model": MODEL_UID, "input": ["GPU hosts that stay healthy"]})
+    assert status == 200, body
+    return body["data"][0]["embedding"]
+
+
+def _run(playbook, *extra):
+    """Run a playbook of this scenario from the controller; return its recap's changed= count."""
+    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
+    scenario = os.environ["MOLECULE_SCENARIO_DIRECTORY"]
+    run = subprocess.run(
+        ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], os.path.join(scenario, playbook), *extra],
+        env=env, capture_output=True, text=True, timeout=1200, check=False)
+    assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]
+    recap = re.search(r"^xinference-debian13\s*:\s*ok=\d+\s+changed=(\d+)", run.stdout, re.M)
+    assert recap, run.stdout[-4000:]
+    return int(recap.group(1))
+
+
+def test_container_runs_the_pinned_image_in_the_local_shape(host):
+    data = inspect(host)
+    assert data["State"]["Running"]
+    assert data["Config"]["Image"] == "inferops/xinference-cpu:4.1.0"
+    assert data["Config"]["Cmd"][:5] == ["xinference-local", "--host", "0.0.0.0", "--port", "9997"]
+    assert data["Config"]["Labels"]["org.inferops.shape"] == "local"
+    assert data["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
+    assert data["HostConfig"]["PortBindings"]["9997/tcp"] == [{"HostIp": "0.0.0.0", "HostPort": "9997"}]
+
+
+def test_container_environment(host):
+    env = dict(item.split("=", 1) for item in inspect(host)["Config"]["Env"])
+    assert env["XINFERENCE_HOME"] == "/data"
+    assert env["XINFERENCE_MODEL_SRC"] == "huggingface"
+    assert env["XINFERENCE_ENABLE_VIRTUAL_ENV"] == "0"
+    assert env["HF_HUB_OFFLINE"] == "1" and env["TRANSFORMERS_OFFLINE"] == "1"
+    # The operator's extra environment, and nccl_tuning's env file (prepare added NCCL_DEBUG to it).
+    assert env["XINFERENCE_HEALTH_CHECK_INTERVAL"] == "5"
+    assert env["NCCL_DEBUG"] == "WARN"
+    # Auth stays on: the role never sets XINFERENCE_AUTH_ADVANCED=false unless told to.
+    assert "XINFERENCE_AUTH_ADVANCED" not in env
+
+
+def test_cpu_only_shm_caps_ulimits_logs(host):
+    hc = inspect(host)["HostConfig"]
+    # gpu_health sees 8 (simulated) GPUs, xinference_gpus: none keeps the CPU image off them.
+    assert not hc.get("DeviceRequests")
+    assert hc["ShmSize"] == 2 * 1024 ** 3
+    assert "CAP_SYS_NICE" in hc["CapAdd"] or "SYS_NICE" in hc["CapAdd"]
+    assert {"Name": "memlock", "Soft": 4194304, "Hard": 8388608} in hc["Ulimits"]
+    assert hc["LogConfig"] == {"Type": "json-file", "Config": {"max-size": "20m", "max-file": "2"}}
+    assert "/var/lib/xinference:/data:rw" in hc["Binds"] or "/var/lib/xinference:/data" in hc["Binds"]
+    assert "/srv/models:/models:ro" in hc["Binds"]
+    shm = host.check_output("docker exec %s df -B1 --output=size /dev/shm", CONTAINER).split()[-1]
+    assert int(shm) == 2 * 1024 ** 3
+
+
+def test_health_check_turns_healthy(host):
+    test = inspect(host)["Config"]["Healthcheck"]["Test"]
+    assert test[0] == "CMD" and "http://127.0.0.1:9997/status" in test[-1]
+    deadline = time.time() + 120
+    while inspect(host)["State"]["Health"]["Status"] != "healthy" and time.time() < deadline:
+        time.sleep(5)
+    assert inspect(host)["State"]["Health"]["Status"] == "healthy"
+
+
+def test_api_key_file(host):
+    key = host.file(KEY_FILE)
+    assert key.is_file
+    assert key.mode == 0o600
+    assert key.user == "root"
+    assert api_key(host).startswith("xf-")
+
+
+def test_auth_is_on_and_set_up(host):
+    assert api(host, "GET", "/v1/models")[0] == 401
+    status, body = api(host, "GET", "/v1/admin/setup/status")
+    assert status == 200 and body["needs_setup"] is False
+    # 4.x API keys may list and call models, not launch them.
+    assert api(host, "GET", "/v1/models", api_key(host))[0] == 200
+
+
+def test_embedding_through_the_api_with_the_api_key(host):
+    vector = embedding(host)
+    assert len(vector) == 384
+    assert all(isinstance(x, float) for x in vector)
+
+
+def test_model_registered_from_the_local_path(host):
+    status, body = api(host, "GET", "/v1/model_registrations/embedding/inferops-minilm", admin_token(host))
+    assert status == 200, body
+    spec = body if isinstance(body, dict) else json.loads(body)
+    assert spec["model_specs"][0]["model_uri"] in ("file:///models/all-MiniLM-L6-v2", "/models/all-MiniLM-L6-v2")
+    assert spec["dimensions"] == 384
+
+
+def test_terminated_model_is_reported_by_check_mode_and_relaunched(host):
+    status, body = api(host, "DELETE", "/v1/models/" + MODEL_UID, admin_token(host))
+    assert status == 200, body
+    assert _run("role.yml", "--check") >= 1
+    assert _run("role.yml") >= 1
+    assert len(embedding(host)) == 384
+    assert _run("role.yml", "--check") == 0
+
+
+def test_stopped_container_is_reported_restarted_and_its_model_relaunched(host):
+    host.check_output("docker stop %s", CONTAINER)
+    assert _run("role.yml", "--check") >= 1
+    assert not inspect(host)["State"]["Running"]
+    assert _run("role.yml") >= 1
+    assert inspect(host)["State"]["Running"]
+    assert len(embedding(host)) == 384
+
+
+def test_tag_change_recreates_the_container_and_keeps_xinference_home(host):
+    # Another tag of the same release with its own image id: an upgrade as docker sees it.
+    host.check_output("printf 'FROM inferops/xinference-cpu:4.1.0\\nLABEL org.inferops.test=upgrade\\n'"
+                      " | docker build -q -t inferops/xinference-cpu:4.1.0-next -")
+    before_id = inspect(host)["Id"]
+    key_before = api_key(host)
+    try:
+        assert _run("role.yml", "-e", "xinference_image_tag=4.1.0-next") >= 1
+        data = inspect(host)
+        assert data["Id"] != before_id
+        assert data["Config"]["Image"] == "inferops/xinference-cpu:4.1.0-next"
+        # Same auth database: no new setup, the clients' key still works, the model is back.
+        assert api_key(host) == key_before
+        assert len(embedding(host)) == 384
+    finally:
+        _run("role.yml")
+    assert inspect(host)["Config"]["Image"] == "inferops/xinference-cpu:4.1.0"
