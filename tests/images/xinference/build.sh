@@ -53,21 +53,24 @@ wheel_of() {  # wheel_of DIR NAME==VERSION: prints the matching wheel file, if a
 # --- internal: runs as mmdebstrap's customize hook, $1 = the new root ------------------------
 if [ "${1:-}" = "__install" ]; then
   rootfs="$2"
+  in_root() {  # a clean environment: this machine's pip settings must not leak into the image
+    chroot "$rootfs" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 "$@"
+  }
   mkdir -p "$rootfs/tmp/wheels"
   while read -r entry; do
     cp "$(wheel_of "$WHEELS" "$entry")" "$rootfs/tmp/wheels/"
   done < <(lock_entries)
   cp "$LOCK" "$rootfs/tmp/wheels/requirements.lock"
   echo "I: installing $(lock_entries | wc -l) wheels into $VENV_IN_IMAGE"
-  chroot "$rootfs" python3 -m venv "$VENV_IN_IMAGE"
-  chroot "$rootfs" "$VENV_IN_IMAGE/bin/pip" install --no-index --no-deps --no-cache-dir \
+  in_root python3 -m venv "$VENV_IN_IMAGE"
+  in_root "$VENV_IN_IMAGE/bin/pip" install --no-index --no-deps --no-cache-dir \
     --disable-pip-version-check --progress-bar off \
     --find-links /tmp/wheels -r /tmp/wheels/requirements.lock
   rm -rf "$rootfs/tmp/wheels"
-  check="$(chroot "$rootfs" "$VENV_IN_IMAGE/bin/pip" check --disable-pip-version-check 2>&1 || true)"
+  check="$(in_root "$VENV_IN_IMAGE/bin/pip" check --disable-pip-version-check 2>&1 || true)"
   [ "$check" = "$PIP_CHECK_EXPECTED" ] || die "pip check in the image reported: $check"
   # The import chain xinference-local and an embedding launch go through.
-  chroot "$rootfs" "$VENV_IN_IMAGE/bin/python" -c '
+  in_root "$VENV_IN_IMAGE/bin/python" -c '
 import torch, sentence_transformers, transformers, xinference, xinference.api.restful_api
 print("I: xinference", xinference.__version__, "torch", torch.__version__,
       "sentence-transformers", sentence_transformers.__version__, "transformers", transformers.__version__)'
@@ -122,7 +125,7 @@ download_wheels() {  # only the pins that have no wheel in the cache yet
   # pip wheel rather than pip download: one dependency (quantile-python) is only published as
   # a source archive and is turned into a wheel here, so the image needs no build tools.
   if ! "$py" -m pip wheel --no-deps --prefer-binary --progress-bar off -w "$WHEELS" "${missing[@]}" \
-      2>&1 | tee "$LOGS/xinference-wheels.log" | grep --line-buffered -E '^(Collecting|Saved|Building)' \
+      2>&1 | tee "$LOGS/xinference-wheels.log" | grep --line-buffered -E '^(Collecting|Processing|Building)' \
       | sed -u 's/^/      /'; then
     tail -n 20 "$LOGS/xinference-wheels.log" >&2
     die "downloading the wheels failed; full log: .cache/logs/xinference-wheels.log"
@@ -176,7 +179,8 @@ image() {
   fi
   download_wheels
   echo "    image: mmdebstrap + install + import (log: .cache/logs/image-xinference-cpu.log)"
-  local start=$SECONDS pid last
+  local start=$SECONDS pid last old_id
+  old_id="$(docker image inspect -f '{{ .Id }}' "$IMAGE" 2>/dev/null || true)"
   build_image "$hash" >"$LOGS/image-xinference-cpu.log" 2>&1 &
   pid=$!
   # Progress: every 15 s, the elapsed time and the latest log line.
@@ -193,6 +197,10 @@ image() {
   if ! wait "$pid"; then
     tail -n 30 "$LOGS/image-xinference-cpu.log" >&2
     die "building $IMAGE failed after $((SECONDS - start))s; full log: .cache/logs/image-xinference-cpu.log"
+  fi
+  # The replaced image would stay behind untagged (2 GB); a container still using it keeps it.
+  if [ -n "$old_id" ] && [ "$old_id" != "$(docker image inspect -f '{{ .Id }}' "$IMAGE")" ]; then
+    docker image rm "$old_id" >/dev/null 2>&1 || true
   fi
   echo "    $IMAGE built in $((SECONDS - start))s ($(docker image inspect -f '{{ .Size }}' "$IMAGE" | numfmt --to=iec))"
 }

@@ -42,7 +42,8 @@ api() {
   out="$(curl "${args[@]}" 2>>"$LOG")" || out=$'\n000'
   STATUS="${out##*$'\n'}"
   BODY="${out%$'\n'*}"
-  printf '%s %s%s -> %s %s\n' "$method" "$path" "${token:+ (bearer)}" "$STATUS" "$BODY" | cut -c1-2000 >>"$LOG"
+  printf '%s %s%s -> %s %s\n' "$method" "$path" "${token:+ (bearer)}" "$STATUS" "$BODY" | cut -c1-2000 \
+    | sed -E 's/"(access_token|refresh_token|key)":"[^"]*"/"\1":"<redacted>"/g' >>"$LOG"
 }
 expect() {  # expect STATUS...: the last call's status must be one of them
   local s
@@ -118,6 +119,44 @@ for p in /v1/models "/v1/models/$UID_" "/v1/models/instances?model_uid=$UID_" "/
   api GET "$p" "" "$jwt"
 done
 api GET /v1/cluster/version
+api GET /metrics
+# Repeats and errors the role has to recognise.
+api POST /v1/admin/setup "{\"username\":\"admin\",\"password\":\"$ADMIN_PASSWORD\",\"setup_token\":\"$token_db\"}"
+api POST /v1/model_registrations/embedding \
+  "$(python3 -c 'import json, sys; print(json.dumps({"model": sys.argv[1], "persist": True}))' "$spec")" "$jwt"
+api GET "/v1/model_registrations/embedding/$UID_" "" "$jwt"
+api POST /v1/models "{\"model_uid\":\"$UID_\",\"model_name\":\"$UID_\",\"model_type\":\"embedding\",\"model_engine\":\"sentence_transformers\"}" "$jwt"
+api GET /v1/models/nosuchmodel "" "$jwt"
+api GET "/v1/models/instances?model_uid=nosuchmodel" "" "$jwt"
+# An API key: enough for listing and inference, refused for admin and management routes.
+api POST /v1/admin/keys '{"name":"smoke"}' "$jwt"
+key="$(json 'j["key"]')"
+api GET /v1/models "" "$key"
+api GET /v1/cluster/version "" "$key"
+api GET /v1/workers "" "$key"
+api POST /v1/embeddings "{\"model\":\"$UID_\",\"input\":[\"key\"]}" "$key"
+# Terminate, then launch without waiting and poll the instance status.
+api DELETE "/v1/models/$UID_" "" "$jwt"
+api DELETE "/v1/models/$UID_" "" "$jwt"
+api GET "/v1/models/instances?model_uid=$UID_" "" "$jwt"
+relaunch_start=$SECONDS
+api POST "/v1/models?wait_ready=false" "{\"model_uid\":\"$UID_\",\"model_name\":\"$UID_\",\"model_type\":\"embedding\",\"model_engine\":\"sentence_transformers\"}" "$jwt"
+seen=""
+while [ $((SECONDS - relaunch_start)) -lt 300 ]; do
+  api GET "/v1/models/instances?model_uid=$UID_" "" "$jwt"
+  st="$(json 'j[0]["status"] if j else "absent"')"
+  [ "${seen##* }" = "$st" ] || seen="$seen $st"
+  [ "$st" = READY ] || [ "$st" = ERROR ] && break
+  sleep 2
+done
+api GET "/v1/models/$UID_" "" "$jwt"
+{
+  echo "--- wait_ready=false: statuses seen:$seen after $((SECONDS - relaunch_start))s"
+  echo "--- docker logs, setup token lines:"
+  docker logs "$NAME" 2>&1 | grep -i -B3 -A3 'setup token' | sed "s/$token_db/<TOKEN>/g"
+  echo "--- XINFERENCE_HOME:"
+  docker exec "$NAME" find /root/.xinference -maxdepth 3 -not -path '*/logs/*'
+} >>"$LOG"
 
 printf '\n'
 printf 'image build (build.sh) : %ss\n' "$build_s"
