@@ -13,9 +13,11 @@ SCENARIO  ?=
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: test setup venv images xinference-image unit lint sanity molecule scenarios bench clean help
+.PHONY: test demo demo-clean setup venv images xinference-image unit lint sanity molecule scenarios bench clean help
 
 help:
+	@echo "make demo                       site.yml on one SIMULATED GPU host, then health, endpoint and an embedding"
+	@echo "make demo-clean                 remove the demo host"
 	@echo "make test                       everything: set-up, unit, lint, sanity, all Molecule scenarios"
 	@echo "make setup                      only the set-up (venv, docker engine, base images, fake NVML, Xinference image)"
 	@echo "make xinference-image           only the CPU Xinference test image and its embedding model"
@@ -28,6 +30,13 @@ help:
 
 test: setup
 	$(PYTEST) tests/unit tests/static tests/integration
+
+# The main job: set-up, a simulated GPU host (fake NVML pcie-4-acs), site.yml, and what it shows.
+demo:
+	@tests/demo/run.sh
+
+demo-clean:
+	@tests/demo/run.sh clean
 
 setup:
 	@$(SETUP)
