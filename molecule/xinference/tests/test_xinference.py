@@ -37,7 +37,7 @@ except urllib.error.HTTPError as exc:
 def api(host, method, path, token="", body=None):
     out = host.check_output("python3 -c %s %s %s %s %s", HTTP, method, URL + path, token,
                             json.dumps(body) if body is not None else "")
-    status, _, text = out.partition(" ")
+    status, text = out.split(" ", 1) if " " in out else (out, "")
     return int(status), (json.loads(text) if text.strip() else None)
 
 
