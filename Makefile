@@ -13,7 +13,7 @@ SCENARIO  ?=
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: test demo demo-clean setup venv images xinference-image unit lint sanity molecule scenarios bench clean help
+.PHONY: test demo demo-clean setup venv images xinference-image unit lint sanity molecule scenarios bench bench-noop bench-fleet clean help
 
 help:
 	@echo "make demo                       site.yml on one SIMULATED GPU host, then health, endpoint and an embedding"
@@ -26,7 +26,8 @@ help:
 	@echo "make sanity                     ansible-test sanity"
 	@echo "make molecule SCENARIO=<name>   one Molecule scenario (molecule test -s <name>)"
 	@echo "make scenarios                  list the Molecule scenarios"
-	@echo "make bench                      benchmarks that print figures (gpu_health on 8 fake GPUs)"
+	@echo "make bench                      benchmarks that print figures: gpu_health on 8 fake GPUs, no-op site.yml, fleet drift"
+	@echo "make bench-noop | bench-fleet   one of the two playbook benchmarks (container hosts bench-*)"
 
 test: setup
 	$(PYTEST) tests/unit tests/static tests/integration
@@ -70,9 +71,20 @@ molecule: setup
 	@echo "==> molecule test -s $(SCENARIO) (log: .cache/logs/molecule-$(SCENARIO).log)"
 	set -o pipefail; molecule test -s $(SCENARIO) 2>&1 | tee .cache/logs/molecule-$(SCENARIO).log
 
+# The playbook benchmarks start their own bench-* container hosts and remove them at the end.
 bench:
-	@$(SETUP) venv fake_nvml
+	@$(SETUP) venv packages dockerd images fake_nvml
 	$(PYTHON) tests/benchmarks/gpu_health_bench.py
+	$(PYTHON) tests/benchmarks/noop_bench.py
+	$(PYTHON) tests/benchmarks/fleet_drift_bench.py
+
+bench-noop:
+	@$(SETUP) venv packages dockerd images fake_nvml
+	$(PYTHON) tests/benchmarks/noop_bench.py
+
+bench-fleet:
+	@$(SETUP) venv packages dockerd images fake_nvml
+	$(PYTHON) tests/benchmarks/fleet_drift_bench.py
 
 scenarios:
 	@ls molecule/*/molecule.yml | cut -d/ -f2
