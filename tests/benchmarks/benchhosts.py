@@ -97,6 +97,7 @@ class Fleet:
     """Simulated GPU hosts bench-<tag>-<n>, their inventory and the playbook runs against them."""
 
     def __init__(self, tag, roles):
+        self.tag = tag
         self.run_id = "%s-%d" % (tag, os.getpid())
         self.roles = tuple(roles)
         self.hosts = []
@@ -131,6 +132,10 @@ class Fleet:
                 args += ["--cap-add", cap]
             self.hosts.append(name)  # before the run: a half-started container is removed too
             subprocess.run(args + [IMAGE, "/lib/systemd/systemd"], check=True, capture_output=True)
+        # Until boot has finished, systemd-tmpfiles may empty /tmp under a running module.
+        for name in self.hosts:
+            subprocess.run(["docker", "exec", name, "systemctl", "is-system-running", "--wait"],
+                           check=False, capture_output=True, timeout=300)
 
     def remove(self):
         """Remove every host of this run (and its volumes and apt archive). Safe to call twice."""
@@ -197,15 +202,15 @@ class Fleet:
 
     def prepare(self, count):
         """Wait for systemd, simulate the GPUs (fake NVML pcie-4-acs) on the first `count` hosts."""
-        self.playbook("prepare", os.path.join(HERE, "prepare.yml"), count,
+        self.playbook(self.tag + "-prepare", os.path.join(HERE, "prepare.yml"), count,
                       ["-e", "bench_docker_inside=%s" % ("container_runtime" in self.roles)],
                       env=self.env(forks=16))
 
 
 def recap_totals(output):
-    """Sum of ok/changed/failed/unreachable over the PLAY RECAP lines of an ansible-playbook run."""
-    totals = {"ok": 0, "changed": 0, "unreachable": 0, "failed": 0}
-    for key, value in re.findall(r"\b(ok|changed|unreachable|failed)=(\d+)", output.split("PLAY RECAP")[-1]):
+    """Sum of ok/changed/unreachable/failed/skipped over the PLAY RECAP lines of an ansible-playbook run."""
+    totals = {"ok": 0, "changed": 0, "unreachable": 0, "failed": 0, "skipped": 0}
+    for key, value in re.findall(r"\b(ok|changed|unreachable|failed|skipped)=(\d+)", output.split("PLAY RECAP")[-1]):
         totals[key] += int(value)
     return totals
 

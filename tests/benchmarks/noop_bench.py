@@ -51,7 +51,7 @@ def main():
 
         samples = {"site": [], "baseline": []}
         cpu = {"site": [], "baseline": []}
-        changed = []
+        changed, tasks = [], ""
         loads = [benchhosts.loadavg()]
         for run in range(1, args.runs + 1):
             # Alternating, so that a burst of load on the shared machine hits both sides.
@@ -61,6 +61,7 @@ def main():
                 cpu[name].append(used)
                 if name == "site":
                     changed.append(recap["changed"])
+                    tasks = "%d ok, %d skipped" % (recap["ok"], recap["skipped"])
             loads.append(benchhosts.loadavg())
             print("  run %d/%d: baseline %.1f s, site.yml %.1f s (changed=%d), load %s" % (
                 run, args.runs, samples["baseline"][-1], samples["site"][-1], changed[-1], loads[-1]), flush=True)
@@ -75,6 +76,7 @@ def main():
         print(row % ("baseline.yml (facts + ping)", base_median, base_spread, benchhosts.median(cpu["baseline"])[0]))
         print(row % ("site.yml, no-op (changed=%s)" % max(changed), site_median, site_spread,
                      benchhosts.median(cpu["site"])[0]))
+        print("  task results per run: baseline 2 ok; site.yml %s" % tasks)
         print("  ratio site/baseline: %.1fx (target: under %.0fx) -> %s" % (
             ratio, TARGET_RATIO, "within target" if ratio < TARGET_RATIO else "OVER TARGET"))
         print("  load average during the runs (1/5/15 min): %s" % " | ".join(loads))
