@@ -25,7 +25,7 @@ VENV_BIN = os.path.join(REPO, ".venv", "bin")
 IMAGE = "inferops/debian:13"
 LOGS = os.path.join(REPO, ".cache", "logs")
 # The demo host's apt archive holds every .deb the cheap roles install (Docker included): each
-# bench host gets a hard-linked copy, one per host so that parallel apt runs do not share a lock.
+# bench host gets its own archive directory (apt locks it) with hard links to those files.
 APT_SEED = os.path.join(REPO, ".cache", "apt-archives", "demo")
 
 # molecule/container_runtime's platform entry: everything but SYS_RESOURCE (not granted here).
@@ -117,9 +117,11 @@ class Fleet:
         for index in range(len(self.hosts) + 1, count + 1):
             name = self.host_name(index)
             archive = self.apt_dir(name)
-            if os.path.isdir(APT_SEED) and not os.path.exists(archive):
-                subprocess.run(["cp", "-al", APT_SEED, archive], check=True)
             os.makedirs(os.path.join(archive, "partial"), exist_ok=True)
+            # Hard links of the .deb files only: a linked `lock` would be one lock for all hosts.
+            for deb in os.listdir(APT_SEED) if os.path.isdir(APT_SEED) else ():
+                if deb.endswith(".deb") and not os.path.exists(os.path.join(archive, deb)):
+                    os.link(os.path.join(APT_SEED, deb), os.path.join(archive, deb))
             args = ["docker", "run", "-d", "--name", name, "--hostname", name,
                     "--label", "inferops.bench=" + self.run_id, "--label", "inferops.simulated=true",
                     "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
@@ -132,10 +134,16 @@ class Fleet:
                 args += ["--cap-add", cap]
             self.hosts.append(name)  # before the run: a half-started container is removed too
             subprocess.run(args + [IMAGE, "/lib/systemd/systemd"], check=True, capture_output=True)
-        # Until boot has finished, systemd-tmpfiles may empty /tmp under a running module.
+        # Until boot has finished, systemd-tmpfiles may empty /tmp under a running module. Polled:
+        # `is-system-running --wait` returns at once while systemd's bus is not up yet.
+        deadline = time.monotonic() + 300
         for name in self.hosts:
-            subprocess.run(["docker", "exec", name, "systemctl", "is-system-running", "--wait"],
-                           check=False, capture_output=True, timeout=300)
+            while time.monotonic() < deadline:
+                state = subprocess.run(["docker", "exec", name, "systemctl", "is-system-running"],
+                                       check=False, capture_output=True, text=True).stdout.strip()
+                if state in ("running", "degraded"):
+                    break
+                time.sleep(1)
 
     def remove(self):
         """Remove every host of this run (and its volumes and apt archive). Safe to call twice."""
