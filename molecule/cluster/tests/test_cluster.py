@@ -1,0 +1,300 @@
+"""Testinfra checks of the end-to-end cluster scenario (issue 5).
+
+After site.yml converged the three hosts: the supervisor lists both workers, the embedding model
+runs on e2e-worker-h100 and answers through the supervisor's endpoint, and the NCCL settings
+follow each worker's (simulated) topology. Then drift, one kind at a time: inject it by hand and
+run playbooks/drift.yml in remediate mode, which detects first (the roles in check mode) and then
+applies the roles to the drifted hosts only. Its JSON report must name exactly that drift (host,
+role, task; every other host clean) and the fix; the real state must be back. The first kind also
+runs detect mode alone (exit status 2, nothing changed). A last detect run is clean.
+
+Tests run in file order and build on each other (pytest without random ordering).
+"""
+
+import json
+import os
+import subprocess
+
+import testinfra
+
+SUPERVISOR = "e2e-supervisor"
+H100 = "e2e-worker-h100"
+ACS = "e2e-worker-acs"
+HOSTS = (SUPERVISOR, H100, ACS)
+CONTAINER = "xinference"
+MODEL_UID = "minilm"
+KEY_FILE = "/etc/inferops/xinference-api-key"
+PORT = 9997
+WORKER_PORT = 30001
+
+# Runs on a test host: one HTTP request, prints "<status> <body>".
+HTTP = r"""
+import json, sys, urllib.error, urllib.request
+method, url, token, body = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+req = urllib.request.Request(url, method=method, data=body.encode() if body else None)
+req.add_header("Content-Type", "application/json")
+if token:
+    req.add_header("Authorization", "Bearer " + token)
+try:
+    with urllib.request.urlopen(req, timeout=120) as resp:
+        print(resp.status, resp.read().decode())
+except urllib.error.HTTPError as exc:
+    print(exc.code, exc.read().decode())
+"""
+
+_NODES = {}
+
+
+def node(name):
+    """A testinfra host for one inventory host (Molecule's inventory, its docker connection)."""
+    if name not in _NODES:
+        _NODES[name] = testinfra.get_host(
+            "ansible://" + name, ansible_inventory=os.environ["MOLECULE_INVENTORY_FILE"])
+    return _NODES[name]
+
+
+def inspect(name):
+    return json.loads(node(name).check_output("docker inspect %s", CONTAINER))[0]
+
+
+def address(name):
+    """The address the host's Xinference advertises (--host of its command)."""
+    cmd = inspect(name)["Config"]["Cmd"]
+    return cmd[cmd.index("--host") + 1]
+
+
+def api(method, path, token="", body=None):
+    """A request to the supervisor's endpoint, sent from the supervisor host."""
+    url = "http://%s:%d%s" % (address(SUPERVISOR), PORT, path)
+    out = node(SUPERVISOR).check_output("python3 -c %s %s %s %s %s", HTTP, method, url, token,
+                                        json.dumps(body) if body is not None else "")
+    status, _, text = out.partition(" ")
+    return int(status), (json.loads(text) if text.strip() else None)
+
+
+def admin_token():
+    status, body = api("POST", "/token", body={"username": "admin", "password": "molecule-admin-pw"})
+    assert status == 200, body
+    return body["access_token"]
+
+
+def api_key():
+    return node(SUPERVISOR).file(KEY_FILE).content_string.strip()
+
+
+def embedding():
+    status, body = api("POST", "/v1/embeddings", api_key(),
+                       {"model": MODEL_UID, "input": ["GPU hosts that stay healthy"]})
+    assert status == 200, body
+    return body["data"][0]["embedding"]
+
+
+def workers_listed():
+    status, body = api("GET", "/v1/cluster/info", admin_token())
+    assert status == 200, body
+    return sorted(item["ip_address"] for item in body if item["node_type"] == "Worker")
+
+
+def nccl_conf(name):
+    f = node(name).file("/etc/nccl.conf")
+    if not f.exists:
+        return None
+    return dict(line.split("=", 1) for line in f.content_string.splitlines()
+                if line.strip() and not line.startswith("#"))
+
+
+# --- the converged cluster ----------------------------------------------------------------
+
+def test_shapes_from_the_inventory_groups():
+    sup = inspect(SUPERVISOR)
+    assert sup["State"]["Running"]
+    assert sup["Config"]["Labels"]["org.inferops.shape"] == "supervisor"
+    assert sup["Config"]["Cmd"][0] == "xinference-supervisor"
+    for name in (H100, ACS):
+        data = inspect(name)
+        assert data["State"]["Running"]
+        assert data["Config"]["Labels"]["org.inferops.shape"] == "worker"
+        cmd = data["Config"]["Cmd"]
+        assert cmd[0] == "xinference-worker"
+        # Each worker found the supervisor through the inventory, not through a typed address.
+        assert cmd[cmd.index("--endpoint") + 1] == "http://%s:%d" % (address(SUPERVISOR), PORT)
+        assert data["HostConfig"]["NetworkMode"] == "host"
+        # Simulated GPUs, an image without CUDA: no GPU requested from the engine.
+        assert not data["HostConfig"].get("DeviceRequests")
+
+
+def test_supervisor_lists_both_workers():
+    assert workers_listed() == sorted("%s:%d" % (address(name), WORKER_PORT) for name in (H100, ACS))
+
+
+def test_embedding_model_served_through_the_supervisor():
+    vector = embedding()
+    assert len(vector) == 384
+    assert all(isinstance(x, float) for x in vector)
+
+
+def test_model_runs_on_the_worker_that_declares_it():
+    status, replicas = api("GET", "/v1/models/%s/replicas" % MODEL_UID, admin_token())
+    assert status == 200, replicas
+    assert [r["worker_address"] for r in replicas] == ["%s:%d" % (address(H100), WORKER_PORT)]
+
+
+def test_nccl_settings_follow_each_topology():
+    acs, h100 = nccl_conf(ACS), nccl_conf(H100)
+    assert acs == {"NCCL_P2P_DISABLE": "1"}
+    assert "NCCL_P2P_DISABLE" not in h100
+    # The worker container gets the same settings through nccl_tuning's env file.
+    env = dict(item.split("=", 1) for item in inspect(ACS)["Config"]["Env"])
+    assert env["NCCL_P2P_DISABLE"] == "1"
+    assert "NCCL_P2P_DISABLE" not in dict(item.split("=", 1) for item in inspect(H100)["Config"]["Env"])
+    # The supervisor is a CPU node: nccl_tuning is off there.
+    assert nccl_conf(SUPERVISOR) is None
+
+
+def test_gpu_health_reports_of_the_simulated_workers():
+    for name, gpus in ((H100, 8), (ACS, 4)):
+        report = json.loads(node(name).file("/var/lib/inferops/gpu_health/report.json").content_string)
+        assert report["gpu_count"] == gpus
+    assert not node(SUPERVISOR).file("/var/lib/inferops/gpu_health/report.json").exists
+
+
+def test_driver_packages_pinned_and_held_on_the_h100_worker():
+    h100 = node(H100)
+    assert h100.package("nvidia-driver").is_installed
+    assert h100.check_output("dpkg --get-selections nvidia-driver").split() == ["nvidia-driver", "hold"]
+    assert not node(ACS).package("nvidia-driver").is_installed
+
+
+# --- drift: one kind at a time ------------------------------------------------------------
+
+def drift(mode, report_dir):
+    """Run playbooks/drift.yml; return (exit status, its JSON report, output)."""
+    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0",
+               ANSIBLE_CALLBACKS_ENABLED="inferops.gpu.drift_report")
+    playbook = os.path.join(os.environ["MOLECULE_PROJECT_DIRECTORY"], "playbooks", "drift.yml")
+    run = subprocess.run(
+        ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], playbook,
+         "-e", "drift_mode=" + mode, "-e", "drift_report_dir=" + str(report_dir)],
+        env=env, capture_output=True, text=True, timeout=1800, check=False)
+    output = run.stdout[-8000:] + run.stderr[-3000:]
+    path = os.path.join(str(report_dir), "drift.json")
+    assert os.path.exists(path), output
+    with open(path, encoding="utf-8") as stream:
+        return run.returncode, json.load(stream), output
+
+
+def named(entries, expected):
+    """The (role, task) of each entry matches `expected` one to one (a task name may end with its
+    templated detail, so the expected name is a prefix)."""
+    found = sorted((c["role"], c["task"]) for c in entries)
+    wanted = sorted(expected)
+    return len(found) == len(wanted) and all(
+        role == want_role and task.startswith(want_task)
+        for (role, task), (want_role, want_task) in zip(found, wanted))
+
+
+def assert_only(report, name, expected, output):
+    """The report names drift on `name` only, exactly the (role, task) pairs expected."""
+    assert named(report["hosts"][name]["changes"], expected), output
+    for other in HOSTS:
+        record = report["hosts"].get(other)
+        assert record is not None, "no record of %s: %s" % (other, output)
+        assert record["health"] == [] and record["errors"] == [], output
+        if other != name:
+            assert record["status"] == "clean" and record["changes"] == [] and record["remediated"] == [], output
+
+
+def detect_then_remediate(tmp_path, name, expected, still_drifted=None):
+    """The drift is found on `name` only, as `expected`, and fixed there.
+
+    A remediate run is a detect pass (the roles in check mode, recorded as `changes`) followed by
+    the roles applied to the drifted hosts only (recorded as `remediated`), so its report proves
+    both. With still_drifted (a probe of the drift), a detect-mode run comes first: exit status 2,
+    the same findings, and the drift still there afterwards.
+    """
+    if still_drifted is not None:
+        rc, report, output = drift("detect", tmp_path / "detect")
+        assert rc == 2, output
+        assert report["mode"] == "detect" and report["drifted"], output
+        assert report["hosts"][name]["status"] == "drifted", output
+        assert report["summary"]["drifted"] == [name], output
+        assert_only(report, name, expected, output)
+        # Detect mode changes nothing: the drift is still there.
+        assert still_drifted(), output
+
+    rc, report, output = drift("remediate", tmp_path / "remediate")
+    assert rc == 0, output
+    assert report["mode"] == "remediate", output
+    assert report["hosts"][name]["status"] == "remediated", output
+    assert report["summary"]["remediated"] == [name], output
+    assert_only(report, name, expected, output)
+    # The drifted task was applied for real (other tasks of the host may report changes too, an
+    # apt cache refresh for instance).
+    fixed = [(c["role"], c["task"]) for c in report["hosts"][name]["remediated"]]
+    for role, task in expected:
+        assert any(r == role and t.startswith(task) for r, t in fixed), output
+
+
+DAEMON_JSON = "/etc/docker/daemon.json"
+
+
+def test_drift_daemon_json_shm_size_changed_by_hand(tmp_path):
+    h100 = node(H100)
+    daemon = json.loads(h100.file(DAEMON_JSON).content_string)
+    assert daemon["default-shm-size"] == "1G"
+    h100.check_output("sed -i 's/\"default-shm-size\": *\"1G\"/\"default-shm-size\": \"64M\"/' %s", DAEMON_JSON)
+    assert json.loads(h100.file(DAEMON_JSON).content_string)["default-shm-size"] == "64M"
+
+    detect_then_remediate(
+        tmp_path, H100, EXPECTED["daemon_json"],
+        still_drifted=lambda: json.loads(h100.file(DAEMON_JSON).content_string)["default-shm-size"] == "64M")
+    assert json.loads(h100.file(DAEMON_JSON).content_string)["default-shm-size"] == "1G"
+    # The restarted engine kept the worker (live-restore) or the role brought it back.
+    assert inspect(H100)["State"]["Running"]
+    assert len(embedding()) == 384
+
+
+def test_drift_nccl_conf_deleted(tmp_path):
+    node(ACS).check_output("rm /etc/nccl.conf")
+    detect_then_remediate(tmp_path, ACS, EXPECTED["nccl_conf"])
+    assert nccl_conf(ACS) == {"NCCL_P2P_DISABLE": "1"}
+
+
+def test_drift_worker_container_stopped(tmp_path):
+    node(ACS).check_output("docker stop %s", CONTAINER)
+    assert not inspect(ACS)["State"]["Running"]
+    detect_then_remediate(tmp_path, ACS, EXPECTED["worker_stopped"])
+    assert inspect(ACS)["State"]["Running"]
+    assert "%s:%d" % (address(ACS), WORKER_PORT) in workers_listed()
+
+
+def test_drift_model_terminated_through_the_api(tmp_path):
+    status, body = api("DELETE", "/v1/models/" + MODEL_UID, admin_token())
+    assert status == 200, body
+    detect_then_remediate(tmp_path, H100, EXPECTED["model_terminated"])
+    assert len(embedding()) == 384
+
+
+def test_drift_driver_hold_removed(tmp_path):
+    h100 = node(H100)
+    h100.check_output("apt-mark unhold nvidia-driver")
+    assert h100.check_output("dpkg --get-selections nvidia-driver").split() == ["nvidia-driver", "install"]
+    detect_then_remediate(tmp_path, H100, EXPECTED["driver_hold"])
+    assert h100.check_output("dpkg --get-selections nvidia-driver").split() == ["nvidia-driver", "hold"]
+
+
+def test_final_detect_run_is_clean(tmp_path):
+    rc, report, output = drift("detect", tmp_path)
+    assert rc == 0, output
+    assert not report["drifted"] and not report["errors"], output
+    assert report["summary"]["clean"] == sorted(HOSTS), output
+
+
+# (role, task) the drift report must name for each kind, and nothing else.
+EXPECTED = {
+    "daemon_json": [("container_runtime", "Configure | daemon.json")],
+    "nccl_conf": [("nccl_tuning", "Configure | NCCL configuration file")],
+    "worker_stopped": [("xinference", "Container | the Xinference container")],
+    "model_terminated": [("xinference", "Models | launch, relaunch or terminate the declared models")],
+    "driver_hold": [("nvidia_driver", "Hold the driver packages")],
+}
