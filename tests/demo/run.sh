@@ -104,9 +104,11 @@ start_host() {
     fi
   else
     mkdir -p "$APT_CACHE/partial"
-    docker run -d --name "$HOST" --label "inferops.demo.recipe=$recipe" "${args[@]}" \
-      "$BASE_IMAGE" /lib/systemd/systemd >/dev/null ||
+    if ! docker run -d --name "$HOST" --label "inferops.demo.recipe=$recipe" "${args[@]}" \
+      "$BASE_IMAGE" /lib/systemd/systemd >/dev/null; then
+      docker rm -f -v "$HOST" >/dev/null 2>&1 || true
       die "could not start $HOST (is 127.0.0.1:$PORT taken? set INFEROPS_DEMO_PORT)"
+    fi
     note "created from $BASE_IMAGE: label inferops.simulated=true, anonymous volume on /var/lib/docker,"
     note "capabilities listed (no --privileged), port 9997 published on 127.0.0.1:$PORT"
   fi
@@ -140,7 +142,7 @@ playbook() {  # playbook NAME ARGS...: runs ansible-playbook, output shown and l
   "$ROOT/.venv/bin/ansible-playbook" -i inventory/demo "$@" 2>&1 | tee "$LOGS/demo-$name.log"
   local rc="${PIPESTATUS[0]}"
   set -e
-  [ "$rc" -eq 0 ] || die "ansible-playbook $* failed (rc $rc); log: .cache/logs/demo-$name.log"
+  [ "$rc" -eq 0 ] || die "ansible-playbook $* failed (rc $rc); log: .cache/logs/demo-$name.log (make demo again goes on from the state reached)"
 }
 
 # prepare.yml copies directories file by file (slow over the Docker connection): it runs again
@@ -148,7 +150,7 @@ playbook() {  # playbook NAME ARGS...: runs ansible-playbook, output shown and l
 PREPARED=/etc/inferops-demo/prepared
 prepare_inputs() {
   {
-    find tests/demo/prepare.yml inventory/demo tests/fake_nvml/topologies tests/fake_nvml/install.yml \
+    find tests/demo/prepare.yml tests/fake_nvml/topologies tests/fake_nvml/install.yml \
       tests/fake_nvml/mkroot.py tests/fake_nvml/fake_nvml.c ".cache/models/all-MiniLM-L6-v2.source" -type f -print0 |
       sort -z | xargs -0 sha256sum
   } | sha256sum | cut -c1-16
