@@ -68,7 +68,7 @@ def api(method, path, token="", body=None):
     url = "http://%s:%d%s" % (address(SUPERVISOR), PORT, path)
     out = node(SUPERVISOR).check_output("python3 -c %s %s %s %s %s", HTTP, method, url, token,
                                         json.dumps(body) if body is not None else "")
-    status, _, text = out.partition(" ")
+    status, text = out.split(" ", 1) if " " in out else (out, "")
     return int(status), (json.loads(text) if text.strip() else None)
 
 
