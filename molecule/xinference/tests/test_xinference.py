@@ -12,26 +12,15 @@ import os
 import re
 import subprocess
 import time
+from pathlib import Path
 
 CONTAINER = "xinference"
 URL = "http://127.0.0.1:9997"
 KEY_FILE = "/etc/inferops/xinference-api-key"
 MODEL_UID = "minilm"
 
-# Runs on the test host: one HTTP request, prints "<status> <body>".
-HTTP = r"""
-import json, sys, urllib.error, urllib.request
-method, url, token, body = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
-req = urllib.request.Request(url, method=method, data=body.encode() if body else None)
-req.add_header("Content-Type", "application/json")
-if token:
-    req.add_header("Authorization", "Bearer " + token)
-try:
-    with urllib.request.urlopen(req, timeout=120) as resp:
-        print(resp.status, resp.read().decode())
-except urllib.error.HTTPError as exc:
-    print(exc.code, exc.read().decode())
-"""
+# Runs on the test host: one HTTP request, prints "<status> <body>" (shared by the scenarios).
+HTTP = (Path(__file__).resolve().parents[2] / "shared" / "http_request.py").read_text()
 
 
 def api(host, method, path, token="", body=None):
