@@ -6,6 +6,7 @@ list of molecule/container_runtime's platforms (no --privileged), fake NVML topo
 inferops.bench=<run id>; remove() (and the signal handlers of the scripts) take them away again.
 """
 
+import argparse
 import configparser
 import json
 import os
@@ -214,6 +215,26 @@ class Fleet:
                       ["-e", "bench_docker_inside=%s" % ("container_runtime" in self.roles)],
                       env=self.env(forks=16))
 
+
+
+def start(name, description, runs_default, roles_default, add_arguments=None):
+    """Parse the common options (--runs, --roles and the caller's own), check the machine, trap
+    signals and return (args, Fleet) for the benchmark called `name`."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--runs", type=int, default=runs_default,
+                        help="timed runs per figure, median (default %(default)s)")
+    parser.add_argument("--roles", default=roles_default,
+                        help="roles of site.yml left on, comma-separated (default: %(default)s)")
+    if add_arguments:
+        add_arguments(parser)
+    args = parser.parse_args()
+    roles = [role for role in args.roles.split(",") if role]
+    unknown = sorted(set(roles) - set(ALL_ROLES))
+    if unknown:
+        parser.error("unknown roles: %s" % ", ".join(unknown))
+    check_prerequisites()
+    trap_signals()
+    return args, Fleet(name, roles)
 
 def recap_totals(output):
     """Sum of ok/changed/unreachable/failed/skipped over the PLAY RECAP lines of an ansible-playbook run."""

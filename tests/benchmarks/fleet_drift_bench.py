@@ -17,7 +17,6 @@ The hosts are removed at the end, also on Ctrl-C or failure. Prints figures only
 nothing. Run: `make bench` (or this file with the venv's python).
 """
 
-import argparse
 import os
 import sys
 import time
@@ -44,25 +43,14 @@ def drift(fleet, count, label, runs, report_dir, **settings):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=1, help="timed runs per figure, median (default 1)")
-    parser.add_argument("--roles", default="nccl_tuning,gpu_health",
-                        help="roles of site.yml left on, comma-separated (default: %(default)s)")
-    parser.add_argument("--skip-settings", action="store_true", help="only the fleet sizes, no settings")
-    args = parser.parse_args()
-    roles = [role for role in args.roles.split(",") if role]
-    unknown = sorted(set(roles) - set(benchhosts.ALL_ROLES))
-    if unknown:
-        parser.error("unknown roles: %s" % ", ".join(unknown))
-
-    benchhosts.check_prerequisites()
-    benchhosts.trap_signals()
-    fleet = benchhosts.Fleet("fleet", roles)
+    args, fleet = benchhosts.start(
+        "fleet", __doc__.splitlines()[0], 1, "nccl_tuning,gpu_health",
+        lambda parser: parser.add_argument("--skip-settings", action="store_true", help="only the fleet sizes, no settings"))
     report_dir = os.path.join(fleet.workdir, "drift-report")
     site = os.path.join(benchhosts.REPO, "playbooks", "site.yml")
     try:
-        print("roles on:  %s" % ", ".join(roles))
-        print("roles off: %s" % ", ".join(r for r in benchhosts.ALL_ROLES if r not in roles))
+        print("roles on:  %s" % ", ".join(fleet.roles))
+        print("roles off: %s" % ", ".join(r for r in benchhosts.ALL_ROLES if r not in fleet.roles))
         print(benchhosts.machine_line(), flush=True)
         start = time.monotonic()
         fleet.start(max(SIZES))

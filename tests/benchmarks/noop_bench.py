@@ -10,7 +10,6 @@ and ping) on it, alternating, and prints the medians and their ratio. Target: th
 asserts nothing. Run: `make bench` (or this file with the venv's python).
 """
 
-import argparse
 import os
 import sys
 import time
@@ -22,25 +21,14 @@ TARGET_RATIO = 8.0
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=5, help="timed runs of each playbook (default 5)")
-    parser.add_argument("--roles", default="container_runtime,nccl_tuning,gpu_health",
-                        help="roles of site.yml left on, comma-separated (default: %(default)s)")
-    parser.add_argument("--keep", action="store_true", help="leave the host running at the end")
-    args = parser.parse_args()
-    roles = [role for role in args.roles.split(",") if role]
-    unknown = sorted(set(roles) - set(benchhosts.ALL_ROLES))
-    if unknown:
-        parser.error("unknown roles: %s" % ", ".join(unknown))
-
-    benchhosts.check_prerequisites()
-    benchhosts.trap_signals()
-    fleet = benchhosts.Fleet("noop", roles)
+    args, fleet = benchhosts.start(
+        "noop", __doc__.splitlines()[0], 5, "container_runtime,nccl_tuning,gpu_health",
+        lambda parser: parser.add_argument("--keep", action="store_true", help="leave the host running at the end"))
     site = os.path.join(benchhosts.REPO, "playbooks", "site.yml")
     baseline = os.path.join(benchhosts.HERE, "baseline.yml")
     try:
-        print("roles on:  %s" % ", ".join(roles))
-        print("roles off: %s" % ", ".join(r for r in benchhosts.ALL_ROLES if r not in roles))
+        print("roles on:  %s" % ", ".join(fleet.roles))
+        print("roles off: %s" % ", ".join(r for r in benchhosts.ALL_ROLES if r not in fleet.roles))
         print(benchhosts.machine_line(), flush=True)
         start = time.monotonic()
         fleet.start(1)
