@@ -216,7 +216,6 @@ class Fleet:
                       env=self.env(forks=16))
 
 
-
 def start(name, description, runs_default, roles_default, add_arguments=None):
     """Parse the common options (--runs, --roles and the caller's own), check the machine, trap
     signals and return (args, Fleet) for the benchmark called `name`."""
@@ -235,6 +234,7 @@ def start(name, description, runs_default, roles_default, add_arguments=None):
     check_prerequisites()
     trap_signals()
     return args, Fleet(name, roles)
+
 
 def recap_totals(output):
     """Sum of ok/changed/unreachable/failed/skipped over the PLAY RECAP lines of an ansible-playbook run."""
