@@ -2,11 +2,12 @@
 
 After site.yml converged the three hosts: the supervisor lists both workers, the embedding model
 runs on e2e-worker-h100 and answers through the supervisor's endpoint, and the NCCL settings
-follow each worker's (simulated) topology. Then drift, one kind at a time: inject it by hand and
-run playbooks/drift.yml in remediate mode, which detects first (the roles in check mode) and then
-applies the roles to the drifted hosts only. Its JSON report must name exactly that drift (host,
-role, task; every other host clean) and the fix; the real state must be back. The first kind also
-runs detect mode alone (exit status 2, nothing changed). A last detect run is clean.
+follow each worker's (simulated) topology. Then drift: five kinds injected by hand, in three
+rounds with at most one kind per host, each round followed by playbooks/drift.yml in remediate
+mode, which detects first (the roles in check mode) and then applies the roles to the drifted hosts
+only. Its JSON report must name on each host exactly the drift injected there (role, task; the
+other hosts clean) and the fix; the real state must be back. The first round also runs detect mode
+alone (exit status 2, nothing changed). A last detect run is clean.
 
 Tests run in file order and build on each other (pytest without random ordering).
 """
@@ -154,7 +155,14 @@ def test_driver_packages_pinned_and_held_on_the_h100_worker():
     assert not node(ACS).package("nvidia-driver").is_installed
 
 
-# --- drift: one kind at a time ------------------------------------------------------------
+# --- drift: each kind injected by hand, at most one kind per host and run -------------------
+#
+# Five kinds in three rounds. Within a round every host carries at most one injected kind, so each
+# finding of the report belongs to exactly one injection: the report must name, per host, exactly
+# the (role, task) pairs of that host's kind and nothing else, every other host clean. A drift.yml
+# run costs about as much as a converge of the three hosts; three rounds instead of five keep the
+# scenario inside the suite's budget without weakening what each report must prove.
+
 
 def drift(mode, report_dir):
     """Run playbooks/drift.yml; return (exit status, its JSON report, output)."""
@@ -182,94 +190,91 @@ def named(entries, expected):
         for (role, task), (want_role, want_task) in zip(found, wanted))
 
 
-def assert_only(report, name, expected, output):
-    """The report names drift on `name` only, exactly the (role, task) pairs expected."""
-    assert named(report["hosts"][name]["changes"], expected), output
-    for other in HOSTS:
-        record = report["hosts"].get(other)
-        assert record is not None, "no record of %s: %s" % (other, output)
+def assert_exactly(report, kinds, output):
+    """The report names, on each host, exactly the findings of the kind injected there; the other
+    hosts are clean; no host has health drift or errors."""
+    for name in HOSTS:
+        record = report["hosts"].get(name)
+        assert record is not None, "no record of %s: %s" % (name, output)
         assert record["health"] == [] and record["errors"] == [], output
-        if other != name:
+        if name in kinds:
+            assert named(record["changes"], EXPECTED[kinds[name]]), (name, kinds[name], output)
+        else:
             assert record["status"] == "clean" and record["changes"] == [] and record["remediated"] == [], output
 
 
-def detect_then_remediate(tmp_path, name, expected, still_drifted=None):
-    """The drift is found on `name` only, as `expected`, and fixed there.
-
-    A remediate run is a detect pass (the roles in check mode, recorded as `changes`) followed by
-    the roles applied to the drifted hosts only (recorded as `remediated`), so its report proves
-    both. With still_drifted (a probe of the drift), a detect-mode run comes first: exit status 2,
-    the same findings, and the drift still there afterwards.
-    """
-    if still_drifted is not None:
-        rc, report, output = drift("detect", tmp_path / "detect")
-        assert rc == 2, output
-        assert report["mode"] == "detect" and report["drifted"], output
-        assert report["hosts"][name]["status"] == "drifted", output
-        assert report["summary"]["drifted"] == [name], output
-        assert_only(report, name, expected, output)
-        # Detect mode changes nothing: the drift is still there.
-        assert still_drifted(), output
-
+def remediate(tmp_path, kinds):
+    """A remediate run: a detect pass (the roles in check mode, recorded as `changes`), then the
+    roles applied to the drifted hosts only (recorded as `remediated`). Its report must name each
+    host's injected kind exactly, and the drifted tasks must have been applied for real (other
+    tasks of the host may report changes too, an apt cache refresh for instance)."""
     rc, report, output = drift("remediate", tmp_path / "remediate")
     assert rc == 0, output
     assert report["mode"] == "remediate", output
-    assert report["hosts"][name]["status"] == "remediated", output
-    assert report["summary"]["remediated"] == [name], output
-    assert_only(report, name, expected, output)
-    # The drifted task was applied for real (other tasks of the host may report changes too, an
-    # apt cache refresh for instance).
-    fixed = [(c["role"], c["task"]) for c in report["hosts"][name]["remediated"]]
-    for role, task in expected:
-        assert any(r == role and t.startswith(task) for r, t in fixed), output
+    assert report["summary"]["remediated"] == sorted(kinds), output
+    assert_exactly(report, kinds, output)
+    for name, kind in kinds.items():
+        assert report["hosts"][name]["status"] == "remediated", output
+        fixed = [(c["role"], c["task"]) for c in report["hosts"][name]["remediated"]]
+        for role, task in EXPECTED[kind]:
+            assert any(r == role and t.startswith(task) for r, t in fixed), (name, kind, output)
 
 
 DAEMON_JSON = "/etc/docker/daemon.json"
 
 
-def test_drift_daemon_json_shm_size_changed_by_hand(tmp_path):
-    h100 = node(H100)
-    daemon = json.loads(h100.file(DAEMON_JSON).content_string)
-    assert daemon["default-shm-size"] == "1G"
-    h100.check_output("sed -i 's/\"default-shm-size\": *\"1G\"/\"default-shm-size\": \"64M\"/' %s", DAEMON_JSON)
-    assert json.loads(h100.file(DAEMON_JSON).content_string)["default-shm-size"] == "64M"
+def shm_size(name):
+    return json.loads(node(name).file(DAEMON_JSON).content_string)["default-shm-size"]
 
-    detect_then_remediate(
-        tmp_path, H100, EXPECTED["daemon_json"],
-        still_drifted=lambda: json.loads(h100.file(DAEMON_JSON).content_string)["default-shm-size"] == "64M")
-    assert json.loads(h100.file(DAEMON_JSON).content_string)["default-shm-size"] == "1G"
+
+def hold_state(name):
+    return node(name).check_output("dpkg --get-selections nvidia-driver").split()
+
+
+def test_drift_round_1_daemon_json_shm_changed_and_nccl_conf_deleted(tmp_path):
+    """daemon.json's shm size changed by hand on e2e-worker-h100, /etc/nccl.conf deleted on
+    e2e-worker-acs. Detect mode: exit status 2, both named, nothing changed; then remediate."""
+    assert shm_size(H100) == "1G"
+    node(H100).check_output(
+        "sed -i 's/\"default-shm-size\": *\"1G\"/\"default-shm-size\": \"64M\"/' %s", DAEMON_JSON)
+    assert shm_size(H100) == "64M"
+    node(ACS).check_output("rm /etc/nccl.conf")
+    kinds = {H100: "daemon_json", ACS: "nccl_conf"}
+
+    rc, report, output = drift("detect", tmp_path / "detect")
+    assert rc == 2, output
+    assert report["mode"] == "detect" and report["drifted"], output
+    assert report["summary"]["drifted"] == sorted(kinds), output
+    assert all(report["hosts"][name]["status"] == "drifted" for name in kinds), output
+    assert_exactly(report, kinds, output)
+    # Detect mode changes nothing: the drift is still there.
+    assert shm_size(H100) == "64M" and nccl_conf(ACS) is None, output
+
+    remediate(tmp_path, kinds)
+    assert shm_size(H100) == "1G"
+    assert nccl_conf(ACS) == {"NCCL_P2P_DISABLE": "1"}
     # The restarted engine kept the worker (live-restore) or the role brought it back.
     assert inspect(H100)["State"]["Running"]
     assert len(embedding()) == 384
 
 
-def test_drift_nccl_conf_deleted(tmp_path):
-    node(ACS).check_output("rm /etc/nccl.conf")
-    detect_then_remediate(tmp_path, ACS, EXPECTED["nccl_conf"])
-    assert nccl_conf(ACS) == {"NCCL_P2P_DISABLE": "1"}
-
-
-def test_drift_worker_container_stopped(tmp_path):
+def test_drift_round_2_driver_hold_removed_and_worker_container_stopped(tmp_path):
+    node(H100).check_output("apt-mark unhold nvidia-driver")
+    assert hold_state(H100) == ["nvidia-driver", "install"]
     node(ACS).check_output("docker stop %s", CONTAINER)
     assert not inspect(ACS)["State"]["Running"]
-    detect_then_remediate(tmp_path, ACS, EXPECTED["worker_stopped"])
+
+    remediate(tmp_path, {H100: "driver_hold", ACS: "worker_stopped"})
+    assert hold_state(H100) == ["nvidia-driver", "hold"]
     assert inspect(ACS)["State"]["Running"]
     assert "%s:%d" % (address(ACS), WORKER_PORT) in workers_listed()
 
 
-def test_drift_model_terminated_through_the_api(tmp_path):
+def test_drift_round_3_model_terminated_through_the_api(tmp_path):
     status, body = api("DELETE", "/v1/models/" + MODEL_UID, admin_token())
     assert status == 200, body
-    detect_then_remediate(tmp_path, H100, EXPECTED["model_terminated"])
+    remediate(tmp_path, {H100: "model_terminated"})
     assert len(embedding()) == 384
-
-
-def test_drift_driver_hold_removed(tmp_path):
-    h100 = node(H100)
-    h100.check_output("apt-mark unhold nvidia-driver")
-    assert h100.check_output("dpkg --get-selections nvidia-driver").split() == ["nvidia-driver", "install"]
-    detect_then_remediate(tmp_path, H100, EXPECTED["driver_hold"])
-    assert h100.check_output("dpkg --get-selections nvidia-driver").split() == ["nvidia-driver", "hold"]
 
 
 def test_final_detect_run_is_clean(tmp_path):
