@@ -19,11 +19,7 @@ TIMEOUT = int(os.environ.get("INFEROPS_MOLECULE_TIMEOUT", "2700"))
 
 # Scenarios that have not yet passed on a 2-core machine within the suite's budget. They are
 # reported as skipped (never silently dropped); INFEROPS_MOLECULE_ALL=1 runs them too.
-OPT_IN = {
-    "cluster": "three Xinference hosts on 2 cores: about 30 min and not yet green "
-               "(Xinference's fixed 120 s supervisor start under load); "
-               "run `INFEROPS_MOLECULE_ALL=1 make test` or `make molecule SCENARIO=cluster`",
-}
+OPT_IN: dict = {}
 
 
 def scenarios() -> list:

@@ -2,7 +2,7 @@
 
 After site.yml converged the three hosts: the supervisor lists both workers, the embedding model
 runs on e2e-worker-h100 and answers through the supervisor's endpoint, and the NCCL settings
-follow each worker's (simulated) topology. Then drift: five kinds injected by hand, in three
+follow each worker's (simulated) topology. Then drift: five kinds injected by hand, in two
 rounds with at most one kind per host, each round followed by playbooks/drift.yml in remediate
 mode, which detects first (the roles in check mode) and then applies the roles to the drifted hosts
 only. Its JSON report must name on each host exactly the drift injected there (role, task; the
@@ -157,11 +157,11 @@ def test_driver_packages_pinned_and_held_on_the_h100_worker():
 
 # --- drift: each kind injected by hand, at most one kind per host and run -------------------
 #
-# Five kinds in three rounds. Within a round every host carries at most one injected kind, so each
+# Five kinds in two rounds. Within a round every host carries at most one injected kind, so each
 # finding of the report belongs to exactly one injection: the report must name, per host, exactly
-# the (role, task) pairs of that host's kind and nothing else, every other host clean. A drift.yml
-# run costs about as much as a converge of the three hosts; three rounds instead of five keep the
-# scenario inside the suite's budget without weakening what each report must prove.
+# the (role, task) pairs of that host's kind and nothing else, every other host clean. A remediate
+# run takes two to three minutes here; two rounds instead of five keep the scenario inside the
+# suite's budget without weakening what each report must prove.
 
 
 def drift(mode, report_dir):
@@ -231,15 +231,18 @@ def hold_state(name):
     return node(name).check_output("dpkg --get-selections nvidia-driver").split()
 
 
-def test_drift_round_1_daemon_json_shm_changed_and_nccl_conf_deleted(tmp_path):
-    """daemon.json's shm size changed by hand on e2e-worker-h100, /etc/nccl.conf deleted on
-    e2e-worker-acs. Detect mode: exit status 2, both named, nothing changed; then remediate."""
-    assert shm_size(H100) == "1G"
-    node(H100).check_output(
+def test_drift_round_1_shm_changed_hold_removed_nccl_conf_deleted(tmp_path):
+    """daemon.json's shm size changed by hand on the supervisor, the driver package hold removed on
+    e2e-worker-h100, /etc/nccl.conf deleted on e2e-worker-acs. Detect mode: exit status 2, each
+    named on its host, nothing changed; then remediate."""
+    assert shm_size(SUPERVISOR) == "1G"
+    node(SUPERVISOR).check_output(
         "sed -i 's/\"default-shm-size\": *\"1G\"/\"default-shm-size\": \"64M\"/' %s", DAEMON_JSON)
-    assert shm_size(H100) == "64M"
+    assert shm_size(SUPERVISOR) == "64M"
+    node(H100).check_output("apt-mark unhold nvidia-driver")
+    assert hold_state(H100) == ["nvidia-driver", "install"]
     node(ACS).check_output("rm /etc/nccl.conf")
-    kinds = {H100: "daemon_json", ACS: "nccl_conf"}
+    kinds = {SUPERVISOR: "daemon_json", H100: "driver_hold", ACS: "nccl_conf"}
 
     rc, report, output = drift("detect", tmp_path / "detect")
     assert rc == 2, output
@@ -248,33 +251,29 @@ def test_drift_round_1_daemon_json_shm_changed_and_nccl_conf_deleted(tmp_path):
     assert all(report["hosts"][name]["status"] == "drifted" for name in kinds), output
     assert_exactly(report, kinds, output)
     # Detect mode changes nothing: the drift is still there.
-    assert shm_size(H100) == "64M" and nccl_conf(ACS) is None, output
+    assert shm_size(SUPERVISOR) == "64M", output
+    assert hold_state(H100) == ["nvidia-driver", "install"], output
+    assert nccl_conf(ACS) is None, output
 
     remediate(tmp_path, kinds)
-    assert shm_size(H100) == "1G"
+    assert shm_size(SUPERVISOR) == "1G"
+    assert hold_state(H100) == ["nvidia-driver", "hold"]
     assert nccl_conf(ACS) == {"NCCL_P2P_DISABLE": "1"}
-    # The restarted engine kept the worker (live-restore) or the role brought it back.
-    assert inspect(H100)["State"]["Running"]
+    # The restarted engine kept the supervisor (live-restore) or the role brought it back.
+    assert inspect(SUPERVISOR)["State"]["Running"]
     assert len(embedding()) == 384
 
 
-def test_drift_round_2_driver_hold_removed_and_worker_container_stopped(tmp_path):
-    node(H100).check_output("apt-mark unhold nvidia-driver")
-    assert hold_state(H100) == ["nvidia-driver", "install"]
+def test_drift_round_2_model_terminated_and_worker_container_stopped(tmp_path):
+    status, body = api("DELETE", "/v1/models/" + MODEL_UID, admin_token())
+    assert status == 200, body
     node(ACS).check_output("docker stop %s", CONTAINER)
     assert not inspect(ACS)["State"]["Running"]
 
-    remediate(tmp_path, {H100: "driver_hold", ACS: "worker_stopped"})
-    assert hold_state(H100) == ["nvidia-driver", "hold"]
+    remediate(tmp_path, {H100: "model_terminated", ACS: "worker_stopped"})
+    assert len(embedding()) == 384
     assert inspect(ACS)["State"]["Running"]
     assert "%s:%d" % (address(ACS), WORKER_PORT) in workers_listed()
-
-
-def test_drift_round_3_model_terminated_through_the_api(tmp_path):
-    status, body = api("DELETE", "/v1/models/" + MODEL_UID, admin_token())
-    assert status == 200, body
-    remediate(tmp_path, {H100: "model_terminated"})
-    assert len(embedding()) == 384
 
 
 def test_final_detect_run_is_clean(tmp_path):
