@@ -105,7 +105,11 @@ def main():
                 if "cache_plugin" in settings:
                     # Warm-up: the first run with the cache on gathers and fills it.
                     drift(fleet, count, "settings-warmup", 1, report_dir, **settings)
-                wall, cpu, _rc = drift(fleet, count, "settings", args.runs, report_dir, **settings)
+                try:
+                    wall, cpu, _rc = drift(fleet, count, "settings", args.runs, report_dir, **settings)
+                except RuntimeError as error:
+                    print("  %-36s failed: %s" % (label, error), flush=True)
+                    continue
                 reference = reference or (wall, cpu)
                 print("  %-36s %7.1f s %9.1f s %+9.0f%% %+9.0f%%  %s" % (
                     label, wall, cpu, 100 * (wall / reference[0] - 1), 100 * (cpu / reference[1] - 1),
