@@ -89,7 +89,7 @@ def _tasks(play):
 
 def test_site_has_one_tag_per_role_and_toggles():
     text = (REPO / "playbooks/site.yml").read_text() + (REPO / "playbooks/tasks/host_roles.yml").read_text() \
-        + (REPO / "playbooks/tasks/health_gate.yml").read_text()
+        + (REPO / "playbooks/tasks/health_gate.yml").read_text() + (REPO / "playbooks/tasks/xinference.yml").read_text()
     for role in ROLES:
         assert "name: inferops.gpu." + role in text, role
         assert "tags: [%s]" % role in text, role
