@@ -12,7 +12,7 @@ short_description: Tell whether the task runs in check mode, however check mode 
 version_added: 0.1.0
 description:
   - Returns RV(check_mode), true when the task runs in check mode, whether from C(--check) or from a
-    C(check_mode: true) keyword on the play, a block or the task.
+    C(check_mode=true) keyword on the play, a block or the task.
   - C(ansible_check_mode) reflects C(--check) only; a play's C(check_mode) keyword leaves it false
     (ansible/ansible#61689), so a role that must know (to skip a wait for a service it only pretended to
     start) registers this task instead.
