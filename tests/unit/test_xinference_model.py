@@ -9,7 +9,7 @@ import pytest
 
 
 from ansible_collections.inferops.gpu.plugins.module_utils.gpu_health_checks import run_health
-from ansible_collections.inferops.gpu.plugins.module_utils.xinference_api import redact
+from ansible_collections.inferops.gpu.plugins.module_utils.xinference_api import XinferenceClient, redact
 from ansible_collections.inferops.gpu.plugins.modules import xinference_model
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -25,7 +25,7 @@ def fake():
 
 @pytest.fixture
 def run_module(module_main, monkeypatch, fake):
-    monkeypatch.setattr(xinference_model.XinferenceClient, "wait_ready", fast_wait_ready)
+    monkeypatch.setattr(XinferenceClient, "wait_ready", fast_wait_ready)
 
     def run(check_mode=False, diff=False, **args):
         params = {"url": fake.url, "username": fake.username, "password": fake.password}
@@ -37,7 +37,7 @@ def run_module(module_main, monkeypatch, fake):
     return run
 
 
-ORIGINAL_WAIT = xinference_model.XinferenceClient.wait_ready
+ORIGINAL_WAIT = XinferenceClient.wait_ready
 
 
 def fast_wait_ready(self, uid, timeout, interval=2.0, **kwargs):
