@@ -285,6 +285,67 @@ class XinferenceClient(object):
         status, data = self.request("DELETE", path, ok_statuses=(400, 404))
         return status not in (400, 404)
 
+    # -- first-run setup and API keys (Xinference 3.0+ advanced auth) ------------------------
+
+    def setup_status(self):
+        """GET /v1/admin/setup/status: {"needs_setup": bool, ...}, or None when the release lacks it (auth off)."""
+        status, data = self.request("GET", "/v1/admin/setup/status", auth=False, ok_statuses=(404,))
+        if status == 404:
+            return None
+        return data if isinstance(data, dict) else {}
+
+    def setup_admin(self, username, password, setup_token=None):
+        """POST /v1/admin/setup: creates the first admin. The setup token is sent when one was found."""
+        body = {"username": username, "password": password}
+        if setup_token:
+            body["setup_token"] = setup_token
+        status, data = self.request("POST", "/v1/admin/setup", body=body, auth=False, ok_statuses=(400, 403))
+        if status == 403:
+            self._fail("POST", "/v1/admin/setup", status, _detail(data, b""),
+                       "the one-time setup token was refused or missing%s: it is in the instance's auth database "
+                       "($XINFERENCE_HOME/auth/auth.db, table system_config) and its first log lines ('Setup "
+                       "token: ...'); if an admin already exists, its password must be the one given" % (
+                           "" if setup_token else " (none was found)"))
+        if status == 400:
+            self._fail("POST", "/v1/admin/setup", status, _detail(data, b""),
+                       "the admin was refused: check the username and the password (Xinference's minimum length)")
+
+    def api_keys(self):
+        """GET /v1/admin/keys: the keys' metadata (id, name, key_prefix ...); never the keys themselves."""
+        status, data = self.request("GET", "/v1/admin/keys")
+        if isinstance(data, dict):
+            data = data.get("keys") or data.get("data") or []
+        return [item for item in data or [] if isinstance(item, dict)]
+
+    def create_api_key(self, name, description=None):
+        """POST /v1/admin/keys: the new key (shown only once), or None when a key of that name exists (409)."""
+        body = {"name": name}
+        if description:
+            body["description"] = description
+        status, data = self.request("POST", "/v1/admin/keys", body=body, ok_statuses=(409,))
+        if status == 409:
+            return None
+        key = data.get("key") if isinstance(data, dict) else None
+        if not key:
+            self._fail("POST", "/v1/admin/keys", status, "no key in the answer",
+                       "check that url points at Xinference's REST API (3.0 or later)")
+        return key
+
+    def delete_api_key(self, key_id):
+        path = "/v1/admin/keys/%s" % quote(str(key_id), safe="")
+        status, data = self.request("DELETE", path, ok_statuses=(404,))
+        return status != 404
+
+    def key_opens_api(self, key):
+        """Whether an API key is accepted (GET /v1/models answers 200 with it, not 401/403)."""
+        probe = XinferenceClient(self.url, api_key=key, validate_certs=self.validate_certs,
+                                 request_timeout=self.request_timeout, opener=self._open)
+        try:
+            status, data = probe.request("GET", "/v1/models", ok_statuses=(401, 403))
+        finally:
+            self.requests += probe.requests
+        return status == 200
+
 
 def _parse(raw):
     if not raw:
@@ -306,3 +367,33 @@ def _detail(parsed, raw):
     if parsed is None and raw:
         return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
     return json.dumps(parsed) if parsed is not None else ""
+
+
+# -- the one-time setup token, read on the host (Xinference 3.0+) ---------------------------------
+
+SETUP_TOKEN_QUERY = "SELECT value FROM system_config WHERE key = 'setup_token'"
+SETUP_TOKEN_LOG = re.compile(r"[Ss]etup token:\s*(\S+)")
+
+
+def setup_token_from_db(path):
+    """The setup token stored in an auth database file, read-only; None when absent or unreadable."""
+    try:
+        import sqlite3
+    except ImportError:
+        return None
+    try:
+        conn = sqlite3.connect("file:%s?mode=ro" % quote(path), uri=True)
+        try:
+            row = conn.execute(SETUP_TOKEN_QUERY).fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return None
+    value = str(row[0]).strip() if row and row[0] else ""
+    return value or None
+
+
+def setup_token_from_log(text):
+    """The last setup token an instance printed in its log ("Setup token: ..."), or None."""
+    found = SETUP_TOKEN_LOG.findall(text or "")
+    return found[-1] if found else None

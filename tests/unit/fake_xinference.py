@@ -257,3 +257,72 @@ class FakeXinference(object):
                 self.registrations.pop(key, None)
                 return 200, None
         return 404, {"detail": "Not Found"}
+
+
+class FakeXinferenceAuth(FakeXinference):
+    """The 3.0+ advanced auth on top: first-run setup with a one-time token, admin-managed API keys.
+
+        with FakeXinferenceAuth(needs_setup=True) as fake:
+            fake.setup_token              # what the instance stored and printed
+            fake.keys                     # {id: {"name", "key", "description"}}
+
+    /v1/admin/setup/status and POST /v1/admin/setup need no credentials; /v1/admin/keys needs the admin's
+    Bearer token (an API key gets 403). Any key in `keys` opens GET /v1/models. Until setup there is no
+    admin, so POST /token refuses everything.
+    """
+
+    def __init__(self, needs_setup=True, setup_token="XsetupTOKEN0042", **kwargs):
+        super(FakeXinferenceAuth, self).__init__(auth=True, **kwargs)
+        self.needs_setup = needs_setup
+        self.setup_token = setup_token
+        self.keys = {}
+        self.next_key_id = 1
+
+    def add_key(self, name, description=None):
+        key = "xf-fakekey%04d" % self.next_key_id
+        self.keys[self.next_key_id] = {"name": name, "key": key, "description": description}
+        self.next_key_id += 1
+        return key
+
+    def _authorized(self, handler):
+        header = handler.headers.get("Authorization") or ""
+        if header[len("Bearer "):] in [item["key"] for item in self.keys.values()]:
+            return True
+        return super(FakeXinferenceAuth, self)._authorized(handler)
+
+    def route(self, handler, method, path, query, body):
+        key = "%s %s" % (method, path)
+        if key == "GET /v1/admin/setup/status":
+            return 200, {"needs_setup": self.needs_setup, "initialized": not self.needs_setup,
+                         "password_min_length": 8}
+        if key == "POST /v1/admin/setup":
+            body = body or {}
+            if not self.needs_setup:
+                return 403, {"detail": "Setup already completed; an account already exists."}
+            if body.get("setup_token") != self.setup_token:
+                return 403, {"detail": "Invalid setup token."}
+            if len(body.get("password") or "") < 8:
+                return 400, {"detail": "Password must be at least 8 characters"}
+            self.username, self.password, self.needs_setup = body["username"], body["password"], False
+            return 201, {"id": 1, "username": body["username"]}
+        if key == "POST /token" and self.needs_setup:
+            return 401, {"detail": "Incorrect username or password"}
+        if not path.startswith("/v1/admin/"):
+            return super(FakeXinferenceAuth, self).route(handler, method, path, query, body)
+        if (handler.headers.get("Authorization") or "")[len("Bearer "):] not in self.tokens:
+            return 401, {"detail": "User session required"}
+        rest = path[len("/v1/admin/"):].strip("/").split("/")
+        if rest == ["keys"] and method == "GET":
+            return 200, [{"id": kid, "name": item["name"], "key_prefix": item["key"][:7]}
+                         for kid, item in sorted(self.keys.items())]
+        if rest == ["keys"] and method == "POST":
+            name = (body or {}).get("name")
+            if any(item["name"] == name for item in self.keys.values()):
+                return 409, {"detail": "API key name '%s' already exists" % name}
+            new = self.add_key(name, (body or {}).get("description"))
+            return 201, {"id": self.next_key_id - 1, "key": new, "name": name}
+        if len(rest) == 2 and rest[0] == "keys" and method == "DELETE":
+            if self.keys.pop(int(rest[1]), None) is None:
+                return 404, {"detail": "API key not found"}
+            return 200, {"ok": True}
+        return 404, {"detail": "Not Found"}
