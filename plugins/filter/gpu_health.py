@@ -321,6 +321,43 @@ def gpu_health_model_groups(facts, prefix="gpu_"):
     return [prefix + slug for slug in slugs] if slugs else [prefix + "none"]
 
 
+# ---------------------------------------------------------------------------------------------
+# What other roles and playbooks read from the fact: they go through these, never into its keys.
+
+def gpu_health_host_info(facts):
+    """The few figures other roles use from a host's gpu_health fact (or a report of it), with safe
+    values when there is none: NVML available, GPU count (0 without NVML), driver version, the
+    recommended container /dev/shm size."""
+    if facts is None or (isinstance(facts, Mapping) and not facts):
+        facts = {}
+    elif not isinstance(facts, Mapping):
+        raise AnsibleFilterError("gpu_health_host_info expects the gpu_health fact (a dict) or null, got %s"
+                                 % type(facts).__name__)
+    available = bool((facts.get("nvml") or {}).get("available"))
+    recommendation = facts.get("recommendation") or {}
+    return {
+        "present": bool(facts),
+        "nvml_available": available,
+        "gpu_count": int(facts.get("gpu_count") or 0) if available else 0,
+        "driver_version": str((facts.get("driver") or {}).get("version") or ""),
+        "container_shm_size": recommendation.get("container_shm_size") or None,
+    }
+
+
+def gpu_health_of_hosts(hostvars, hosts):
+    """{host: its gpu_health fact, or None when it has none} for the hosts given (hostvars[host]
+    ['ansible_facts']['gpu_health']), the input of gpu_health_fleet."""
+    if not isinstance(hostvars, Mapping):
+        raise AnsibleFilterError("gpu_health_of_hosts expects hostvars (a dict of host -> variables)")
+    if isinstance(hosts, str) or not isinstance(hosts, (list, tuple)):
+        raise AnsibleFilterError("gpu_health_of_hosts expects a list of host names")
+    found = {}
+    for host in hosts:
+        host_vars = hostvars.get(host) or {}
+        found[host] = (host_vars.get("ansible_facts") or {}).get("gpu_health") or None
+    return found
+
+
 class FilterModule:
     """inferops.gpu gpu_health filters."""
 
@@ -335,4 +372,6 @@ class FilterModule:
             "gpu_health_gate": gpu_health_gate,
             "gpu_health_drift": gpu_health_drift,
             "gpu_health_model_groups": gpu_health_model_groups,
+            "gpu_health_host_info": gpu_health_host_info,
+            "gpu_health_of_hosts": gpu_health_of_hosts,
         }

@@ -176,3 +176,44 @@ def test_model_groups_of_mixed_and_empty_hosts(facts_of):
     facts["gpus"][0]["name"] = "NVIDIA L40S"
     assert filters.gpu_health_model_groups(facts, prefix="model_") == ["model_h100", "model_l40s"]
     assert filters.gpu_health_model_groups(facts_of("no-driver")) == ["gpu_none"]
+
+
+# --- what other roles and playbooks read: gpu_health_host_info, gpu_health_of_hosts ---------------
+
+def test_host_info_of_a_measured_host(facts_of):
+    info = filters.gpu_health_host_info(facts_of("pcie-4-acs", expected_gpu_count=4))
+    assert info == {"present": True, "nvml_available": True, "gpu_count": 4,
+                    "driver_version": "535.216.01", "container_shm_size": "64g"}
+
+
+def test_host_info_without_nvml_counts_no_gpu(facts_of):
+    info = filters.gpu_health_host_info(facts_of("no-driver"))
+    assert info["present"] is True and info["nvml_available"] is False
+    assert info["gpu_count"] == 0 and info["driver_version"] == ""
+
+
+@pytest.mark.parametrize("facts", [None, {}])
+def test_host_info_without_facts(facts):
+    assert filters.gpu_health_host_info(facts) == {
+        "present": False, "nvml_available": False, "gpu_count": 0, "driver_version": "", "container_shm_size": None}
+
+
+def test_host_info_refuses_what_is_not_a_fact():
+    with pytest.raises(AnsibleFilterError, match="gpu_health fact"):
+        filters.gpu_health_host_info(["gpu0"])
+
+
+def test_of_hosts_maps_each_host_to_its_fact_or_none(facts_of):
+    facts = facts_of("h100-sxm-8")
+    hostvars = {"a": {"ansible_facts": {"gpu_health": facts}}, "b": {"ansible_facts": {}}, "c": {}}
+    assert filters.gpu_health_of_hosts(hostvars, ["a", "b", "c", "gone"]) == {"a": facts, "b": None, "c": None,
+                                                                             "gone": None}
+    # The fleet report takes it as it is.
+    fleet = filters.gpu_health_fleet(filters.gpu_health_of_hosts(hostvars, ["a", "b"]))
+    assert fleet["totals"]["missing"] == 1 and fleet["gpus"] == 8
+
+
+@pytest.mark.parametrize("args", [(["a"], ["a"]), ({}, "a")])
+def test_of_hosts_refuses_bad_arguments(args):
+    with pytest.raises(AnsibleFilterError):
+        filters.gpu_health_of_hosts(*args)

@@ -133,10 +133,9 @@ def test_nccl_settings_follow_each_topology():
     acs, h100 = nccl_conf(ACS), nccl_conf(H100)
     assert acs == {"NCCL_P2P_DISABLE": "1"}
     assert "NCCL_P2P_DISABLE" not in h100
-    # The worker container gets the same settings through nccl_tuning's env file.
-    env = dict(item.split("=", 1) for item in inspect(ACS)["Config"]["Env"])
-    assert env["NCCL_P2P_DISABLE"] == "1"
-    assert "NCCL_P2P_DISABLE" not in dict(item.split("=", 1) for item in inspect(H100)["Config"]["Env"])
+    # The worker container gets the same settings through nccl_tuning's exported fact.
+    assert container_env(ACS)["NCCL_P2P_DISABLE"] == "1"
+    assert "NCCL_P2P_DISABLE" not in container_env(H100)
     # The supervisor is a CPU node: nccl_tuning is off there.
     assert nccl_conf(SUPERVISOR) is None
 
@@ -231,10 +230,27 @@ def hold_state(name):
     return node(name).check_output("dpkg --get-selections nvidia-driver").split()
 
 
-def test_drift_round_1_shm_changed_hold_removed_nccl_conf_deleted(tmp_path):
+NCCL_ENV = "/etc/inferops/nccl.env"
+
+
+def nccl_env_file(name):
+    return dict(line.split("=", 1) for line in node(name).file(NCCL_ENV).content_string.splitlines()
+                if line.strip() and not line.startswith("#"))
+
+
+def container_env(name):
+    return dict(item.split("=", 1) for item in inspect(name)["Config"]["Env"])
+
+
+def test_drift_round_1_shm_changed_hold_removed_nccl_files_edited(tmp_path):
     """daemon.json's shm size changed by hand on the supervisor, the driver package hold removed on
-    e2e-worker-h100, /etc/nccl.conf deleted on e2e-worker-acs. Detect mode: exit status 2, each
-    named on its host, nothing changed; then remediate."""
+    e2e-worker-h100, /etc/nccl.conf deleted and the containers' NCCL env file hand-edited to
+    NCCL_P2P_DISABLE=0 on e2e-worker-acs. Detect mode: exit status 2, each named on its host,
+    nothing changed; then remediate.
+
+    The env file edit (issue 10, finding 4): the Xinference container takes its NCCL variables from
+    nccl_tuning's exported fact, not from that file, so the report names only nccl_tuning's file,
+    with a diff back to the desired 1, and never the container going to the drifted 0."""
     assert shm_size(SUPERVISOR) == "1G"
     node(SUPERVISOR).check_output(
         "sed -i 's/\"default-shm-size\": *\"1G\"/\"default-shm-size\": \"64M\"/' %s", DAEMON_JSON)
@@ -242,23 +258,33 @@ def test_drift_round_1_shm_changed_hold_removed_nccl_conf_deleted(tmp_path):
     node(H100).check_output("apt-mark unhold nvidia-driver")
     assert hold_state(H100) == ["nvidia-driver", "install"]
     node(ACS).check_output("rm /etc/nccl.conf")
-    kinds = {SUPERVISOR: "daemon_json", H100: "driver_hold", ACS: "nccl_conf"}
+    node(ACS).check_output("sed -i 's/^NCCL_P2P_DISABLE=1$/NCCL_P2P_DISABLE=0/' %s", NCCL_ENV)
+    assert nccl_env_file(ACS) == {"NCCL_P2P_DISABLE": "0"}
+    kinds = {SUPERVISOR: "daemon_json", H100: "driver_hold", ACS: "nccl_files"}
 
     rc, report, output = drift("detect", tmp_path / "detect")
     assert rc == 2, output
     assert report["mode"] == "detect" and report["drifted"], output
     assert report["summary"]["drifted"] == sorted(kinds), output
     assert all(report["hosts"][name]["status"] == "drifted" for name in kinds), output
+    # On e2e-worker-acs exactly nccl_tuning's two files: no Xinference container change.
     assert_exactly(report, kinds, output)
-    # Detect mode changes nothing: the drift is still there.
+    env_file = [c for c in report["hosts"][ACS]["changes"] if c["task"].startswith("Configure | container env file")]
+    lines = [line.strip() for line in env_file[0]["changes"]]
+    assert "-NCCL_P2P_DISABLE=0" in lines and "+NCCL_P2P_DISABLE=1" in lines, output
+    # Detect mode changes nothing: the drift is still there, the container as it was.
     assert shm_size(SUPERVISOR) == "64M", output
     assert hold_state(H100) == ["nvidia-driver", "install"], output
     assert nccl_conf(ACS) is None, output
+    assert nccl_env_file(ACS) == {"NCCL_P2P_DISABLE": "0"}, output
+    assert container_env(ACS)["NCCL_P2P_DISABLE"] == "1", output
 
     remediate(tmp_path, kinds)
     assert shm_size(SUPERVISOR) == "1G"
     assert hold_state(H100) == ["nvidia-driver", "hold"]
     assert nccl_conf(ACS) == {"NCCL_P2P_DISABLE": "1"}
+    assert nccl_env_file(ACS) == {"NCCL_P2P_DISABLE": "1"}
+    assert container_env(ACS)["NCCL_P2P_DISABLE"] == "1"
     # The restarted engine kept the supervisor (live-restore) or the role brought it back.
     assert inspect(SUPERVISOR)["State"]["Running"]
     assert len(embedding()) == 384
@@ -286,7 +312,8 @@ def test_final_detect_run_is_clean(tmp_path):
 # (role, task) the drift report must name for each kind, and nothing else.
 EXPECTED = {
     "daemon_json": [("container_runtime", "Configure | daemon.json")],
-    "nccl_conf": [("nccl_tuning", "Configure | NCCL configuration file")],
+    "nccl_files": [("nccl_tuning", "Configure | NCCL configuration file"),
+                   ("nccl_tuning", "Configure | container env file")],
     "worker_stopped": [("xinference", "Container | the Xinference container")],
     "model_terminated": [("xinference", "Models | launch, relaunch or terminate the declared models")],
     "driver_hold": [("nvidia_driver", "Hold the driver packages")],

@@ -80,9 +80,11 @@ def test_container_environment(host):
     assert env["XINFERENCE_MODEL_SRC"] == "huggingface"
     assert env["XINFERENCE_ENABLE_VIRTUAL_ENV"] == "0"
     assert env["HF_HUB_OFFLINE"] == "1" and env["TRANSFORMERS_OFFLINE"] == "1"
-    # The operator's extra environment, and nccl_tuning's env file (prepare added NCCL_DEBUG to it).
+    # The operator's extra environment, and xinference_nccl_env (no nccl_tuning in converge), not the
+    # env file prepare's nccl_tuning left on the host (NCCL_DEBUG=WARN there): the role reads no file.
     assert env["XINFERENCE_HEALTH_CHECK_INTERVAL"] == "5"
-    assert env["NCCL_DEBUG"] == "WARN"
+    assert env["NCCL_DEBUG"] == "INFO"
+    assert "NCCL_DEBUG=WARN" in host.file("/etc/inferops/nccl.env").content_string
     # Auth stays on: the role never sets XINFERENCE_AUTH_ADVANCED=false unless told to.
     assert "XINFERENCE_AUTH_ADVANCED" not in env
 
