@@ -4,8 +4,9 @@
 """Filters over the gpu_health fact: the node_exporter textfile, the checks that fail a gate, the
 fleet report and its tables, the site gate with NCCL mitigations, health drift and GPU-model groups.
 
-They run on the controller and reuse the module's own code (module_utils.gpu_health_checks), so
-the role's reports, its gate message and the timer's runner on the host agree byte for byte.
+They run on the controller and render through the module's own code (module_utils.gpu_health_render
+beside module_utils.gpu_health_checks), so the role's reports, its gate message and the timer's
+runner on the host agree byte for byte. Here: argument checks, the gate, drift and model groups.
 Documentation: one <filter name>.yml beside this file per filter.
 """
 
@@ -16,10 +17,13 @@ from collections.abc import Mapping
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.inferops.gpu.plugins.module_utils.gpu_health_checks import (
-    VERDICTS,
+from ansible_collections.inferops.gpu.plugins.module_utils.gpu_health_checks import VERDICTS, describe_check
+from ansible_collections.inferops.gpu.plugins.module_utils.gpu_health_render import (
     checks_matching,
-    describe_check,
+    fleet_markdown,
+    fleet_report,
+    host_summary,
+    host_table,
     render_prometheus,
 )
 
@@ -55,165 +59,37 @@ def gpu_health_failing(facts, verdicts=("fail",)):
 # Fleet report (playbooks/health.yml), health gate (site.yml, provision.yml), health drift
 # (drift.yml) and GPU-model groups (provision.yml). Controller-side only.
 
-_GIB = 1024 ** 3
-_WORST = {"skip": 0, "pass": 1, "warn": 2, "error": 3, "fail": 4}
 # Checks that are about a GPU pair's P2P path; NCCL_P2P_DISABLE=1 takes NCCL off that path.
 _P2P_CHECKS = ("acs", "p2p")
 # Words in NVML's product name that say nothing about the model.
 _VENDOR_WORDS = ("nvidia", "tesla", "geforce", "quadro")
 
 
-def _worst(verdicts):
-    found = [verdict for verdict in verdicts if verdict in _WORST]
-    return max(found, key=_WORST.get) if found else "skip"
-
-
-def _gib(size):
-    return "%.0f GiB" % (size / float(_GIB)) if isinstance(size, (int, float)) else "-"
-
-
-def _gpu_rows(facts):
-    """One row per GPU: the figures an operator looks at first, and the GPU's worst verdict."""
-    by_gpu = {}
-    for check in facts["checks"]:
-        if check.get("gpu") is not None:
-            by_gpu.setdefault(check["gpu"], []).append(check)
-    rows = []
-    for gpu in facts["gpus"]:
-        checks = by_gpu.get(gpu["index"], [])
-        pcie = gpu.get("pcie") or {}
-        ecc = gpu.get("ecc") or {}
-        rows.append({
-            "index": gpu["index"],
-            "name": gpu.get("name"),
-            "uuid": gpu.get("uuid"),
-            "pci_bus_id": gpu.get("pci_bus_id"),
-            "memory_total_bytes": (gpu.get("memory") or {}).get("total_bytes"),
-            "temperature_c": gpu.get("temperature_c"),
-            "pcie": "gen%s x%s" % (pcie.get("gen_current", "?"), pcie.get("width_current", "?")) if pcie else None,
-            "ecc_uncorrected_volatile": ecc.get("volatile_uncorrected"),
-            "verdict": _worst(check["verdict"] for check in checks),
-            "issues": [describe_check(check) for check in checks if check["verdict"] in ("warn", "fail", "error")],
-        })
-    return rows
-
-
 def gpu_health_host(facts, host=None):
     """A compact, JSON-ready summary of one host's gpu_health fact (what the fleet report keeps)."""
-    facts = _facts(facts, "gpu_health_host")
-    recommendation = facts["recommendation"]
-    host_checks = [check for check in facts["checks"] if check.get("gpu") is None]
-    return {
-        "host": host,
-        "verdict": facts["summary"]["verdict"],
-        "counts": facts["summary"]["counts"],
-        "nvml": "ok" if facts["nvml"].get("available") else (facts["nvml"].get("error") or "unavailable"),
-        "driver": (facts.get("driver") or {}).get("version"),
-        "cuda": (facts.get("driver") or {}).get("cuda_version"),
-        "gpu_count": facts.get("gpu_count"),
-        "expected_gpu_count": facts.get("expected_gpu_count"),
-        "gpus": _gpu_rows(facts),
-        "host_issues": [describe_check(check) for check in host_checks if check["verdict"] in ("warn", "fail", "error")],
-        "p2p_unsafe_pairs": ["gpu%d-gpu%d" % tuple(pair["gpus"]) for pair in facts["pairs"] if pair.get("p2p_safe") is False],
-        "nccl_env": recommendation.get("nccl_env", {}),
-        "nccl_reasons": recommendation.get("reasons", {}),
-        "container_shm_size": recommendation.get("container_shm_size"),
-        "vllm_disable_custom_all_reduce": recommendation.get("vllm_disable_custom_all_reduce"),
-    }
-
-
-def _table(header, rows):
-    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
-
-    def line(cells):
-        return "  ".join(str(cell).ljust(width) for cell, width in zip(cells, widths)).rstrip()
-    return [line(header), line(["-" * width for width in widths])] + [line(row) for row in rows]
+    return host_summary(_facts(facts, "gpu_health_host"), host)
 
 
 def gpu_health_table(facts, host=None):
     """Lines of text: one header line for the host, then one table row per GPU, then the issues."""
-    summary = gpu_health_host(facts, host)
-    lines = ["%s: %s, %s GPU(s)%s, driver %s, CUDA %s, NVML %s" % (
-        host or "host", summary["verdict"].upper(), summary["gpu_count"] if summary["gpu_count"] is not None else "no",
-        "" if summary["expected_gpu_count"] is None else " of %s expected" % summary["expected_gpu_count"],
-        summary["driver"] or "-", summary["cuda"] or "-", summary["nvml"])]
-    if summary["gpus"]:
-        lines += _table(
-            ["GPU", "NAME", "MEMORY", "TEMP", "PCIE", "ECC-UE", "VERDICT"],
-            [[gpu["index"], gpu["name"] or "-", _gib(gpu["memory_total_bytes"]),
-              "-" if gpu["temperature_c"] is None else "%sC" % gpu["temperature_c"], gpu["pcie"] or "-",
-              "-" if gpu["ecc_uncorrected_volatile"] is None else gpu["ecc_uncorrected_volatile"], gpu["verdict"]]
-             for gpu in summary["gpus"]])
-    env = summary["nccl_env"]
-    lines.append("NCCL: %s; container /dev/shm %s%s" % (
-        ", ".join("%s=%s" % item for item in sorted(env.items())) or "nothing forced",
-        summary["container_shm_size"] or "-",
-        "; vLLM custom all-reduce off" if summary["vllm_disable_custom_all_reduce"] else ""))
-    for name, reason in sorted(summary["nccl_reasons"].items()):
-        lines.append("  why %s: %s" % (name, reason))
-    for issue in summary["host_issues"] + [issue for gpu in summary["gpus"] for issue in gpu["issues"]]:
-        lines.append("  ! " + issue)
-    return lines
+    return host_table(_facts(facts, "gpu_health_table"), host)
 
 
 def gpu_health_fleet(hosts):
     """{host: gpu_health fact or None} -> the fleet report (dict, JSON-ready), hosts sorted by name."""
     if not isinstance(hosts, Mapping):
         raise AnsibleFilterError("gpu_health_fleet expects a dict of host name -> gpu_health fact")
-    report = {"hosts": [], "totals": dict((verdict, 0) for verdict in VERDICTS + ("missing",)), "gpus": 0}
-    for host in sorted(hosts):
-        facts = hosts[host]
-        if not facts:
-            report["hosts"].append({"host": host, "verdict": "missing", "gpus": [],
-                                    "host_issues": ["no gpu_health fact: the host failed or was unreachable"]})
-            report["totals"]["missing"] += 1
-            continue
-        entry = gpu_health_host(facts, host)
-        report["hosts"].append(entry)
-        report["totals"][entry["verdict"]] += 1
-        report["gpus"] += entry["gpu_count"] or 0
-    return report
-
-
-def _md(text):
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    for facts in hosts.values():
+        if facts:
+            _facts(facts, "gpu_health_fleet")
+    return fleet_report(hosts)
 
 
 def gpu_health_fleet_markdown(report, title="GPU health"):
     """The fleet report as Markdown: a totals line, a table of hosts, a table per host's GPUs."""
     if not isinstance(report, Mapping) or "hosts" not in report:
         raise AnsibleFilterError("gpu_health_fleet_markdown expects the output of gpu_health_fleet")
-    totals = report["totals"]
-    out = ["# %s" % title, ""]
-    if report.get("generated"):
-        out += ["Generated %s." % report["generated"], ""]
-    out += ["%d host(s), %d GPU(s): %s." % (
-        len(report["hosts"]), report["gpus"],
-        ", ".join("%d %s" % (count, verdict) for verdict, count in totals.items() if count)), "",
-        "| Host | Verdict | GPUs | Driver | NCCL forced | Container shm | Issues |",
-        "|---|---|---|---|---|---|---|"]
-    for host in report["hosts"]:
-        issues = host.get("host_issues", []) + [issue for gpu in host.get("gpus", []) for issue in gpu["issues"]]
-        out.append("| %s | %s | %s | %s | %s | %s | %d |" % (
-            _md(host["host"]), host["verdict"], "-" if host.get("gpu_count") is None else host["gpu_count"],
-            _md(host.get("driver") or "-"),
-            _md(", ".join("%s=%s" % item for item in sorted(host.get("nccl_env", {}).items())) or "-"),
-            host.get("container_shm_size") or "-", len(issues)))
-    for host in report["hosts"]:
-        out += ["", "## %s (%s)" % (_md(host["host"]), host["verdict"]), ""]
-        if host.get("gpus"):
-            out += ["| GPU | Name | Memory | Temp | PCIe | ECC UE | Verdict |", "|---|---|---|---|---|---|---|"]
-            for gpu in host["gpus"]:
-                out.append("| %s | %s | %s | %s | %s | %s | %s |" % (
-                    gpu["index"], _md(gpu["name"] or "-"), _gib(gpu["memory_total_bytes"]),
-                    "-" if gpu["temperature_c"] is None else "%s C" % gpu["temperature_c"], gpu["pcie"] or "-",
-                    "-" if gpu["ecc_uncorrected_volatile"] is None else gpu["ecc_uncorrected_volatile"], gpu["verdict"]))
-            out.append("")
-        for name, reason in sorted(host.get("nccl_reasons", {}).items()):
-            out.append("- `%s=%s`: %s" % (name, host["nccl_env"].get(name), _md(reason)))
-        for issue in host.get("host_issues", []) + [issue for gpu in host.get("gpus", []) for issue in gpu["issues"]]:
-            out.append("- %s" % _md(issue))
-    return "\n".join(out) + "\n"
+    return fleet_markdown(report, title)
 
 
 def gpu_health_gate(facts, fail_on=("fail",), nccl_env=None):

@@ -291,12 +291,8 @@ ansible_facts:
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.inferops.gpu.plugins.module_utils import gpu_inventory
-from ansible_collections.inferops.gpu.plugins.module_utils.gpu_health_checks import (
-    CHECK_IDS,
-    DEFAULT_LIMITS,
-    checks_matching,
-    run_health,
-)
+from ansible_collections.inferops.gpu.plugins.module_utils.gpu_health_checks import CHECK_IDS, DEFAULT_LIMITS, run_health
+from ansible_collections.inferops.gpu.plugins.module_utils.gpu_health_render import checks_matching
 
 
 def _limits_spec():

@@ -9,7 +9,8 @@ import re
 import pytest
 
 from ansible_collections.inferops.gpu.plugins.module_utils import gpu_inventory
-from ansible_collections.inferops.gpu.plugins.module_utils.gpu_health_checks import render_prometheus, run_health
+from ansible_collections.inferops.gpu.plugins.module_utils.gpu_health_checks import run_health
+from ansible_collections.inferops.gpu.plugins.module_utils.gpu_health_render import render_prometheus
 from ansible_collections.inferops.gpu.plugins.modules import gpu_health
 
 

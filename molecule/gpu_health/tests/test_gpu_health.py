@@ -229,7 +229,7 @@ def test_timer(host, hostvars, release):
     assert f"ExecStart={python} /opt/inferops/gpu_health/bin/gpu_health_check.py" in unit.content_string
     assert "OnCalendar=*:0/15" in host.file("/etc/systemd/system/inferops-gpu-health.timer").content_string
     lib = "/opt/inferops/gpu_health/lib/ansible_collections/inferops/gpu/plugins/module_utils"
-    for name in ("gpu_inventory.py", "gpu_health_checks.py", "__init__.py"):
+    for name in ("gpu_inventory.py", "gpu_health_checks.py", "gpu_health_render.py", "__init__.py"):
         assert host.file(f"{lib}/{name}").is_file
     for level in ("ansible_collections", "ansible_collections/inferops", "ansible_collections/inferops/gpu",
                   "ansible_collections/inferops/gpu/plugins"):
