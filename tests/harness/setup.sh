@@ -20,7 +20,7 @@ REQS="$ROOT/requirements-dev.txt"
 STAMP="$VENV/.requirements-dev.sha256"
 DOCKERD_LOG="$LOGS/dockerd.log"
 DOCKERD_TIMEOUT="${DOCKERD_TIMEOUT:-90}"
-mkdir -p "$LOGS" "$ROOT/.cache/pip" "$ROOT/.cache/apt-archives/debian12/partial" "$ROOT/.cache/apt-archives/debian13/partial"
+mkdir -p "$LOGS" "$ROOT/.cache/pip" "$ROOT/.cache/apt-archives"
 
 SETUP_START=$SECONDS
 phase_start=0
