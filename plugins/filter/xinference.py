@@ -30,7 +30,7 @@ def xinference_model_errors(model, state_default="present", states=None):
     if states and declaration["state"] not in states:
         # A caller that runs the module with one state (the role's registrations) says which it accepts.
         errors.append("state %s: only %s here" % (declaration["state"], " or ".join(states)))
-    return errors + validate_declaration(declaration)[0]
+    return errors + validate_declaration(declaration)
 
 
 class FilterModule:

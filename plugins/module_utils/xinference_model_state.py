@@ -75,7 +75,7 @@ ARGUMENT_SPEC = {
 MUTUALLY_EXCLUSIVE = [("api_key", "username")]
 REQUIRED_TOGETHER = [("username", "password")]
 INVALID = "invalid parameters, nothing was requested: "
-
+# Launch keys the module sets from its own options: engine_kwargs may not override them.
 EXPLICIT_KEYS = ("model_uid", "model_name", "model_type", "model_engine", "model_format", "model_size_in_billions",
                  "quantization", "replica", "n_gpu", "gpu_idx", "worker_ip", "n_worker", "envs", "model_path",
                  "request_limits", "peft_model_config", "download_hub", "replica_config")
@@ -83,6 +83,38 @@ SECRET_ENV = re.compile(r"(?i)(token|secret|password|passwd|key|credential)")
 # Parameters Xinference reports for a running model, compared for idempotence.
 REPORTED = ("model_name", "model_type", "model_engine", "model_format", "model_size_in_billions", "quantization",
             "replica", "n_worker")
+
+
+def validate_declaration(declaration):
+    """Everything wrong with one xinference_model declaration, found without any request.
+
+    Returns the messages, first the argument spec's own (the ones AnsibleModule fails with: types,
+    choices, required options such as registration.model_uri), then the value rules, which run on the
+    validated parameters (defaults filled in, as the module sees them). Empty when the module accepts it.
+    """
+    result = ArgumentSpecValidator(copy.deepcopy(ARGUMENT_SPEC), mutually_exclusive=MUTUALLY_EXCLUSIVE,
+                                   required_together=REQUIRED_TOGETHER).validate(declaration)
+    if result.error_messages:
+        return ["Unsupported parameters: %s" % error.msg if isinstance(error, UnsupportedError) else error.msg
+                for error in result.errors]
+    params = result.validated_parameters
+    launch = dict(params)
+    launch["registration_only"] = params["state"] != "present"
+    errors = validate_launch(launch)
+    clash = sorted(set(params.get("engine_kwargs") or {}) & set(EXPLICIT_KEYS))
+    if clash:
+        errors.append("engine_kwargs may not set %s: use the module options of the same name" % ", ".join(clash))
+    registration = params.get("registration")
+    if params["state"] == "registered" and not registration:
+        errors.append("state: registered needs registration (model_uri and the spec of the custom model)")
+    if registration and params["model_type"] not in ("LLM", "embedding", "rerank") and not registration.get("spec"):
+        errors.append("registration of a %s model needs the whole spec in registration.spec" % params["model_type"])
+    if registration:
+        uri = registration["model_uri"]
+        if not (uri.startswith(("file:///", "/")) or re.match(r"^[a-z0-9]+://", uri)):
+            errors.append("registration.model_uri %r must be an absolute path (Xinference rejects relative ones)"
+                          % uri)
+    return errors
 
 
 def mask_envs(envs):
@@ -251,39 +283,6 @@ def registration_differences(actual, desired):
     return found
 
 
-
-
-def validate_declaration(declaration):
-    """Everything wrong with one xinference_model declaration, found without any request.
-
-    Returns (errors, params): first the argument spec's own messages (the ones AnsibleModule fails
-    with: types, choices, required options such as registration.model_uri), then the value rules;
-    params are the validated parameters with their defaults (None when the spec refused them).
-    """
-    result = ArgumentSpecValidator(copy.deepcopy(ARGUMENT_SPEC), mutually_exclusive=MUTUALLY_EXCLUSIVE,
-                                   required_together=REQUIRED_TOGETHER).validate(declaration)
-    if result.error_messages:
-        return ["Unsupported parameters: %s" % error.msg if isinstance(error, UnsupportedError) else error.msg
-                for error in result.errors], None
-    params = result.validated_parameters
-    launch = dict(params)
-    launch["registration_only"] = params["state"] != "present"
-    errors = validate_launch(launch)
-    clash = sorted(set(params.get("engine_kwargs") or {}) & set(EXPLICIT_KEYS))
-    if clash:
-        errors.append("engine_kwargs may not set %s: use the module options of the same name" % ", ".join(clash))
-    registration = params.get("registration")
-    if params["state"] == "registered" and not registration:
-        errors.append("state: registered needs registration (model_uri and the spec of the custom model)")
-    if registration and params["model_type"] not in ("LLM", "embedding", "rerank") and not registration.get("spec"):
-        errors.append("registration of a %s model needs the whole spec in registration.spec" % params["model_type"])
-    if registration:
-        uri = registration["model_uri"]
-        if not (uri.startswith(("file:///", "/")) or re.match(r"^[a-z0-9]+://", uri)):
-            errors.append("registration.model_uri %r must be an absolute path (Xinference rejects relative ones)"
-                          % uri)
-    return errors, params
-
 class ModelManager(object):
     def __init__(self, module):
         self.module = module
@@ -309,7 +308,7 @@ class ModelManager(object):
         # The declaration's rules are the role preflight's too (filter xinference_model_errors).
         # module.params holds every option (None when not given); the spec's checks count given ones.
         given = dict((key, value) for key, value in self.module.params.items() if value is not None)
-        errors = validate_declaration(given)[0]
+        errors = validate_declaration(given)
         if errors:
             self.fail(INVALID + "; ".join(errors))
         launch = dict(params)
@@ -496,5 +495,3 @@ class ModelManager(object):
         self.result["actions"].append("terminated %s" % uid)
         if not self.check_mode:
             self.client.terminate(uid)
-
-
