@@ -1,8 +1,9 @@
 """Render the cuda_toolkit role's variables and templates for every supported platform.
 
 Molecule runs the role on Debian 13 only (the toolkit is a 2 GB download); these tests render
-what it would write on Debian 12, Ubuntu and the RHEL family, and for NVIDIA's CUDA repository,
-with Ansible's own templating engine and the role's variable files.
+what it would write on Debian 12, Ubuntu and the RHEL family with Ansible's own templating engine
+and the role's variable files. NVIDIA's CUDA repository is inferops.gpu.package_repository's
+(tests/unit/test_package_repository.py).
 """
 
 import fnmatch
@@ -15,8 +16,6 @@ from ansible.template import Templar, trust_as_template
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ROLE = os.path.join(REPO, "roles", "cuda_toolkit")
-DRIVER_ROLE = os.path.join(REPO, "roles", "nvidia_driver")
-CUDA = "https://developer.download.nvidia.com/compute/cuda/repos/"
 
 PLATFORMS = {
     "Debian-12": ("Debian", "Debian", "12", "debian12"),
@@ -106,20 +105,6 @@ def test_cuda_repo_packages(platform):
     else:
         assert nccl == ["libnccl2", "libnccl-dev"]
         assert "Pin: version 2.23.4*+cuda12.6\n" in role.render("cuda-toolkit.pref.j2")
-
-
-@pytest.mark.parametrize("platform", sorted(PLATFORMS))
-def test_cuda_repository_is_the_same_as_the_driver_roles(platform):
-    """Both roles may manage the CUDA repository; they must write identical files."""
-    toolkit = Role(platform, cuda_toolkit_source="cuda_repo")
-    driver = Role(platform, role=DRIVER_ROLE, nvidia_driver_source="cuda_repo")
-    template = "nvidia-cuda.repo.j2" if platform.startswith("RedHat") else "nvidia-cuda.sources.j2"
-    assert toolkit.render(template) == driver.render(template)
-    assert CUDA + PLATFORMS[platform][3] + "/x86_64/" in toolkit.render(template)
-    assert toolkit.var("__cuda_toolkit_apt_keyring") == driver.var("__nvidia_driver_apt_keyring")
-    assert toolkit.var("__cuda_toolkit_apt_sources_file") == driver.var("__nvidia_driver_apt_sources_file")
-    mirror = "https://mirror.example.internal/cuda"
-    assert mirror + "/" in Role(platform, cuda_toolkit_source="cuda_repo", cuda_toolkit_cuda_repo_url=mirror).render(template)
 
 
 @pytest.mark.parametrize("platform", ["RedHat-8", "RedHat-9"])

@@ -3,8 +3,9 @@
 Only Debian runs in Molecule here; NVIDIA's CUDA repository and the Ubuntu / RHEL-family hosts
 are out of reach. These tests render what the role would write there with Ansible's own
 templating engine (the role's defaults, vars/main.yml and vars/<OS>-<major>.yml, as the role
-loads them) and check the repository definitions, keyrings, package names, pins and the
-regular expressions that extend a host's existing distribution sources.
+loads them) and check the package names, pins and the regular expressions that extend a host's
+existing distribution sources. NVIDIA's CUDA repository is inferops.gpu.package_repository's
+(tests/unit/test_package_repository.py).
 """
 
 import os
@@ -17,7 +18,6 @@ from ansible.template import Templar, trust_as_template
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ROLE = os.path.join(REPO, "roles", "nvidia_driver")
-CUDA = "https://developer.download.nvidia.com/compute/cuda/repos/"
 
 PLATFORMS = {
     # vars file: (distribution, os_family, major, release codename, CUDA repo dir, default branch)
@@ -75,39 +75,6 @@ def test_first_found_candidates_exist_for_every_platform():
     for platform in PLATFORMS:
         assert os.path.isfile(os.path.join(ROLE, "vars", platform + ".yml")), platform
     assert os.path.isfile(os.path.join(ROLE, "vars", "default.yml"))
-
-
-@pytest.mark.parametrize("platform", sorted(PLATFORMS))
-def test_cuda_repository_default_url_and_key(platform):
-    role = Role(platform, nvidia_driver_source="cuda_repo")
-    repo_dir = PLATFORMS[platform][4]
-    base = CUDA + repo_dir + "/x86_64/"
-    assert role.var("__nvidia_driver_cuda_repo_url_slash") == base
-    key = "D42D0685.pub" if platform.startswith("RedHat") else "3bf863cc.pub"
-    assert role.var("__nvidia_driver_cuda_repo_key") == base + key
-    if platform.startswith("RedHat"):
-        text = role.render("nvidia-cuda.repo.j2")
-        assert "\n[cuda-%s-x86_64]\n" % repo_dir in text
-        assert "baseurl=%s\n" % base in text
-        assert "gpgcheck=1\n" in text
-        assert "gpgkey=%s%s\n" % (base, key) in text
-    else:
-        text = role.render("nvidia-cuda.sources.j2")
-        stanza = dict(line.split(": ", 1) for line in text.splitlines() if line and not line.startswith("#"))
-        assert stanza == {"Types": "deb", "URIs": base, "Suites": "/", "Signed-By": "/etc/apt/keyrings/nvidia-cuda.asc"}
-
-
-@pytest.mark.parametrize("platform", sorted(PLATFORMS))
-def test_cuda_repository_mirror_for_air_gapped_sites(platform):
-    mirror = "https://mirror.example.internal/cuda/" + PLATFORMS[platform][4] + "/sbsa"
-    role = Role(platform, arch="aarch64", nvidia_driver_source="cuda_repo", nvidia_driver_cuda_repo_url=mirror)
-    assert role.var("__nvidia_driver_cuda_arch") == "sbsa"
-    assert role.var("__nvidia_driver_cuda_repo_url_slash") == mirror + "/"
-    assert role.var("__nvidia_driver_cuda_repo_key").startswith(mirror + "/")
-    template = "nvidia-cuda.repo.j2" if platform.startswith("RedHat") else "nvidia-cuda.sources.j2"
-    text = role.render(template)
-    assert "developer.download.nvidia.com" not in text
-    assert mirror + "/" in text
 
 
 @pytest.mark.parametrize("platform,modules,expected", [

@@ -90,16 +90,16 @@ def test_unattended_upgrades_exclusion(host):
 
 def test_rendered_toolkit_files_for_this_host(host):
     codename = {"12": "bookworm", "13": "trixie"}[_major(host)]
-    docker_list = host.file(f"{RENDER}/host/docker.list").content_string
-    assert (
-        f"deb [arch=amd64 signed-by=/etc/apt/keyrings/docker.asc] https://download.docker.com/linux/debian {codename} stable"
-        in docker_list
-    )
-    nvidia_list = host.file(f"{RENDER}/host/nvidia-container-toolkit.list").content_string
-    assert (
-        "deb [signed-by=/etc/apt/keyrings/nvidia-container-toolkit.asc] "
-        "https://nvidia.github.io/libnvidia-container/stable/deb/amd64 /" in nvidia_list
-    )
+    # The repositories as inferops.gpu.package_repository would write them (deb822_repository parameters).
+    docker, nvidia = _json(host, f"{RENDER}/host/repositories.json")
+    assert docker["file"] == "/etc/apt/sources.list.d/docker.sources"
+    assert docker["deb822"]["uris"] == ["https://download.docker.com/linux/debian"]
+    assert docker["deb822"]["suites"] == [codename] and docker["deb822"]["components"] == ["stable"]
+    assert docker["deb822"]["architectures"] == ["amd64"]
+    assert docker["deb822"]["signed_by"] == "https://download.docker.com/linux/debian/gpg"
+    assert docker["stale_files"] == ["/etc/apt/sources.list.d/docker.list"]
+    assert nvidia["deb822"]["uris"] == ["https://nvidia.github.io/libnvidia-container/stable/deb/amd64"]
+    assert nvidia["deb822"]["suites"] == ["/"]
     rule = host.file(f"{RENDER}/host/71-nvidia-dev-char.rules").content_string
     assert 'DEVPATH=="/bus/pci/drivers/nvidia"' in rule
     assert "/usr/bin/nvidia-ctk system create-dev-char-symlinks --create-all" in rule
@@ -142,20 +142,21 @@ def test_engine_accepts_rendered_daemon_json(host):
 def test_rendered_other_platforms(host):
     if not host.file(f"{RENDER}/rocky9").exists:
         pytest.skip("the other platforms are rendered on the last host only")
-    ubuntu_mirror = host.file(f"{RENDER}/ubuntu2204-mirror/docker.list").content_string
-    assert "deb [arch=amd64 signed-by=/etc/apt/keyrings/docker.asc] http://mirror.example.internal/docker/ubuntu jammy stable" in ubuntu_mirror
-    nvidia_mirror = host.file(f"{RENDER}/ubuntu2204-mirror/nvidia-container-toolkit.list").content_string
-    assert "http://mirror.example.internal/libnvidia-container/stable/deb/amd64 /" in nvidia_mirror
-    noble = host.file(f"{RENDER}/ubuntu2404/docker.list").content_string
-    assert "[arch=arm64 signed-by=/etc/apt/keyrings/docker.asc] https://download.docker.com/linux/ubuntu noble stable" in noble
-    assert "/deb/arm64 /" in host.file(f"{RENDER}/ubuntu2404/nvidia-container-toolkit.list").content_string
+    docker, nvidia = _json(host, f"{RENDER}/ubuntu2204-mirror/repositories.json")
+    assert docker["deb822"]["uris"] == ["http://mirror.example.internal/docker/ubuntu"]
+    assert docker["deb822"]["suites"] == ["jammy"] and docker["key_url"] == "http://mirror.example.internal/docker/ubuntu/gpg"
+    assert nvidia["deb822"]["uris"] == ["http://mirror.example.internal/libnvidia-container/stable/deb/amd64"]
+    docker, nvidia = _json(host, f"{RENDER}/ubuntu2404/repositories.json")
+    assert docker["deb822"]["uris"] == ["https://download.docker.com/linux/ubuntu"]
+    assert docker["deb822"]["suites"] == ["noble"] and docker["deb822"]["architectures"] == ["arm64"]
+    assert nvidia["deb822"]["uris"][0].endswith("/deb/arm64")
     for name in ("rhel8", "rocky9"):
-        repo = host.file(f"{RENDER}/{name}/docker-ce.repo").content_string
-        assert "baseurl=https://download.docker.com/linux/rhel/$releasever/$basearch/stable" in repo
-        assert "gpgkey=https://download.docker.com/linux/rhel/gpg" in repo
-        nvidia = host.file(f"{RENDER}/{name}/nvidia-container-toolkit.repo").content_string
-        assert "baseurl=https://nvidia.github.io/libnvidia-container/stable/rpm/$basearch" in nvidia
-        assert "repo_gpgcheck=1" in nvidia
+        docker, nvidia = _json(host, f"{RENDER}/{name}/repositories.json")
+        assert docker["file"] == "/etc/yum.repos.d/docker-ce.repo"
+        assert docker["yum"]["baseurl"] == "https://download.docker.com/linux/rhel/$releasever/$basearch/stable"
+        assert docker["yum"]["gpgkey"] == "https://download.docker.com/linux/rhel/gpg"
+        assert nvidia["yum"]["baseurl"] == "https://nvidia.github.io/libnvidia-container/stable/rpm/$basearch"
+        assert nvidia["yum"]["repo_gpgcheck"] is True
         # No unattended-upgrades on the RHEL family.
         assert not host.file(f"{RENDER}/{name}/51inferops-container-runtime").exists
     assert _json(host, f"{RENDER}/rhel8/packages.json")["engine"][0] == "docker-ce"

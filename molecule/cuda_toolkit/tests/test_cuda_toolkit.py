@@ -72,3 +72,14 @@ def test_no_recommends_pulled(host):
     # Installed without recommends: the documentation package and the visual profiler stay out.
     assert not host.package("nvidia-cuda-toolkit-doc").is_installed
     assert not host.package("nvidia-visual-profiler").is_installed
+
+
+def test_cuda_repository_from_the_mirror(host):
+    """mirror.yml: the one sources file both roles own through package_repository, accepted by apt."""
+    sources = host.file("/etc/apt/sources.list.d/nvidia-cuda.sources").content_string
+    assert "URIs: file:///srv/inferops-cuda-mirror/\n" in sources
+    assert "Suites: /\n" in sources
+    assert "Signed-By: /etc/apt/keyrings/nvidia-cuda.asc\n" in sources
+    assert host.file("/etc/apt/keyrings/nvidia-cuda.asc").content_string.startswith("-----BEGIN PGP PUBLIC KEY BLOCK-----")
+    # apt fetched the mirror's signed index: the signature was good.
+    assert host.file("/var/lib/apt/lists/_srv_inferops-cuda-mirror_InRelease").exists

@@ -1,0 +1,172 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, inferops.gpu contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Filters for the package_repository role: every vendor repository's definition, derived once.
+
+package_repository turns a vendor (NVIDIA's CUDA repository, Docker's, NVIDIA's container
+toolkit) and the host's platform into the parameters of ansible.builtin.deb822_repository or
+ansible.builtin.yum_repository: URIs, suites, components, architectures, key URL, baseurl.
+package_repository_retired names the replacement of a repository variable the consumer roles
+no longer read, so their preflight refuses it instead of silently using the vendor's URL.
+Documentation: package_repository.yml and package_repository_retired.yml beside this file.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from ansible.errors import AnsibleFilterError
+
+VENDORS = ("cuda", "docker", "nvidia_container_toolkit")
+RHEL_FAMILY = ("RedHat", "Rocky", "AlmaLinux", "CentOS", "OracleLinux")
+
+# The variable that replaced each retired one (package_repository owns every repository now).
+RETIRED = {
+    "nvidia_driver_cuda_repo_url": "package_repository_cuda_url",
+    "nvidia_driver_cuda_repo_key_url": "package_repository_cuda_key_url",
+    "cuda_toolkit_cuda_repo_url": "package_repository_cuda_url",
+    "cuda_toolkit_cuda_repo_key_url": "package_repository_cuda_key_url",
+    "container_runtime_docker_repo_base_url": "package_repository_docker_url",
+    "container_runtime_nvidia_toolkit_repo_base_url": "package_repository_nvidia_container_toolkit_url",
+}
+
+# Files the roles wrote before package_repository owned the repositories (one-line sources):
+# removed so apt does not see a repository twice after an upgrade of the collection.
+_STALE_APT = {
+    "cuda": [],
+    "docker": ["/etc/apt/sources.list.d/docker.list"],
+    "nvidia_container_toolkit": ["/etc/apt/sources.list.d/nvidia-container-toolkit.list"],
+}
+
+_DEB_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64", "ppc64le": "ppc64el"}
+# NVIDIA's CUDA repository names aarch64 servers `sbsa`.
+_CUDA_ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "sbsa", "arm64": "sbsa"}
+_URL = re.compile(r"^(https?|file)://\S+$")
+
+
+def _platform(platform):
+    if not isinstance(platform, Mapping):
+        raise AnsibleFilterError("package_repository expects ansible_facts (or a dict of the same keys), got %s"
+                                 % type(platform).__name__)
+    missing = [k for k in ("distribution", "distribution_major_version", "os_family", "architecture")
+               if not platform.get(k)]
+    if missing:
+        raise AnsibleFilterError("package_repository needs the facts %s" % ", ".join(missing))
+    family = platform["os_family"]
+    if family not in ("Debian", "RedHat"):
+        raise AnsibleFilterError("package_repository supports the Debian and RedHat families, not %s" % family)
+    return family
+
+
+def _url(value, default, variable):
+    value = (value or "").strip()
+    if not value:
+        return default
+    if not _URL.match(value):
+        raise AnsibleFilterError("%s must be an http(s):// or file:// URL, got '%s'" % (variable, value))
+    return value
+
+
+def _cuda_distro(platform):
+    distribution = platform["distribution"]
+    major = str(platform["distribution_major_version"])
+    if distribution == "Debian":
+        return "debian" + major
+    if distribution == "Ubuntu":
+        # LTS releases only: 22.04 -> ubuntu2204.
+        version = str(platform.get("distribution_version") or major + ".04")
+        return "ubuntu" + version.replace(".", "")
+    if distribution in RHEL_FAMILY or platform["os_family"] == "RedHat":
+        return "rhel" + major
+    raise AnsibleFilterError("NVIDIA's CUDA repository has no directory for %s %s" % (distribution, major))
+
+
+def _cuda(platform, family, url, key_url, channel):
+    distro = _cuda_distro(platform)
+    arch = _CUDA_ARCH.get(platform["architecture"])
+    if arch is None:
+        raise AnsibleFilterError("NVIDIA's CUDA repository has no %s packages" % platform["architecture"])
+    base = _url(url, "https://developer.download.nvidia.com/compute/cuda/repos/%s/%s/" % (distro, arch),
+                "package_repository_cuda_url")
+    base = base if base.endswith("/") else base + "/"
+    key = _url(key_url, base + ("D42D0685.pub" if family == "RedHat" else "3bf863cc.pub"),
+               "package_repository_cuda_key_url")
+    return {
+        "name": "nvidia-cuda",
+        "key_url": key,
+        # Flat repository: the directory itself is the suite.
+        "deb822": {"uris": [base], "suites": ["/"]},
+        "yum": {"name": "cuda-%s-%s" % (distro, arch), "description": "NVIDIA CUDA %s %s" % (distro, arch),
+                "baseurl": base, "gpgcheck": True},
+    }
+
+
+def _docker(platform, family, url, key_url, channel):
+    distribution = platform["distribution"]
+    distro = "ubuntu" if distribution == "Ubuntu" else "debian" if family == "Debian" else "rhel"
+    base = _url(url, "https://download.docker.com/linux/" + distro, "package_repository_docker_url").rstrip("/")
+    key = _url(key_url, base + "/gpg", "package_repository_docker_key_url")
+    release = platform.get("distribution_release") or ""
+    if family == "Debian" and not release:
+        raise AnsibleFilterError("package_repository needs the fact distribution_release for Docker's repository")
+    return {
+        "name": "docker",
+        "key_url": key,
+        "deb822": {"uris": [base], "suites": [release], "components": [channel],
+                   "architectures": [_DEB_ARCH.get(platform["architecture"], platform["architecture"])]},
+        "yum": {"name": "docker-ce-" + channel, "description": "Docker CE %s - $basearch" % channel.capitalize(),
+                "baseurl": "%s/$releasever/$basearch/%s" % (base, channel), "gpgcheck": True},
+    }
+
+
+def _nvidia_container_toolkit(platform, family, url, key_url, channel):
+    base = _url(url, "https://nvidia.github.io/libnvidia-container",
+                "package_repository_nvidia_container_toolkit_url").rstrip("/")
+    key = _url(key_url, base + "/gpgkey", "package_repository_nvidia_container_toolkit_key_url")
+    deb_arch = _DEB_ARCH.get(platform["architecture"], platform["architecture"])
+    return {
+        "name": "nvidia-container-toolkit",
+        "key_url": key,
+        "deb822": {"uris": ["%s/%s/deb/%s" % (base, channel, deb_arch)], "suites": ["/"]},
+        # NVIDIA signs the repository metadata, not the packages.
+        "yum": {"name": "nvidia-container-toolkit", "description": "NVIDIA container toolkit",
+                "baseurl": "%s/%s/rpm/$basearch" % (base, channel), "gpgcheck": False, "repo_gpgcheck": True,
+                "sslverify": True, "sslcacert": "/etc/pki/tls/certs/ca-bundle.crt"},
+    }
+
+
+_BUILDERS = {"cuda": _cuda, "docker": _docker, "nvidia_container_toolkit": _nvidia_container_toolkit}
+
+
+def package_repository(platform, vendor, url="", key_url="", channel="stable"):
+    """The definition of one vendor repository for this platform (see package_repository.yml)."""
+    if vendor not in VENDORS:
+        raise AnsibleFilterError("package_repository: vendor must be one of %s, got '%s'" % (", ".join(VENDORS), vendor))
+    family = _platform(platform)
+    repo = _BUILDERS[vendor](platform, family, url, key_url, channel or "stable")
+    name = repo["name"]
+    repo["vendor"] = vendor
+    repo["family"] = "apt" if family == "Debian" else "dnf"
+    # deb822_repository names both files after `name`; an ASCII-armoured key is kept as .asc.
+    repo["deb822"].update({"name": name, "types": ["deb"], "signed_by": repo["key_url"]})
+    repo["yum"].update({"file": name if vendor != "docker" else "docker-ce", "gpgkey": repo["key_url"], "enabled": True})
+    repo["file"] = ("/etc/apt/sources.list.d/%s.sources" % name if family == "Debian"
+                    else "/etc/yum.repos.d/%s.repo" % repo["yum"]["file"])
+    repo["stale_files"] = list(_STALE_APT[vendor]) if family == "Debian" else []
+    return repo
+
+
+def package_repository_retired(names):
+    """One sentence per retired repository variable in `names`, naming the variable that replaced it."""
+    if isinstance(names, str):
+        names = [names]
+    return ["%s is no longer read: set %s instead (inferops.gpu.package_repository owns the repositories)."
+            % (name, RETIRED[name]) for name in names if name in RETIRED]
+
+
+class FilterModule:
+    """inferops.gpu package repository filters."""
+
+    def filters(self):
+        return {"package_repository": package_repository, "package_repository_retired": package_repository_retired}

@@ -1,0 +1,195 @@
+"""plugins/filter/package_repository.py: every vendor repository's definition, for every platform.
+
+The package_repository role applies these definitions with deb822_repository / yum_repository;
+only Debian runs in Molecule here (and no vendor repository is reachable), so the URIs, suites,
+architecture names, key URLs and dnf baseurls of Ubuntu, the RHEL family and aarch64 are
+checked here. Also: the retired variables of the consumer roles name their replacement.
+"""
+
+import os
+
+import pytest
+import yaml
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.inferops.gpu.plugins.filter import package_repository as filters
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CUDA = "https://developer.download.nvidia.com/compute/cuda/repos/"
+
+# name: (distribution, os_family, major, version, release, CUDA repository directory)
+PLATFORMS = {
+    "Debian-12": ("Debian", "Debian", "12", "12", "bookworm", "debian12"),
+    "Debian-13": ("Debian", "Debian", "13", "13.1", "trixie", "debian13"),
+    "Ubuntu-22": ("Ubuntu", "Debian", "22", "22.04", "jammy", "ubuntu2204"),
+    "Ubuntu-24": ("Ubuntu", "Debian", "24", "24.04", "noble", "ubuntu2404"),
+    "RedHat-8": ("RedHat", "RedHat", "8", "8.10", "Ootpa", "rhel8"),
+    "RedHat-9": ("RedHat", "RedHat", "9", "9.4", "Plow", "rhel9"),
+    "Rocky-9": ("Rocky", "RedHat", "9", "9.4", "Blue Onyx", "rhel9"),
+    "AlmaLinux-8": ("AlmaLinux", "RedHat", "8", "8.10", "Cerulean Leopard", "rhel8"),
+}
+APT = [name for name, value in PLATFORMS.items() if value[1] == "Debian"]
+DNF = [name for name, value in PLATFORMS.items() if value[1] == "RedHat"]
+
+
+def facts(platform, arch="x86_64"):
+    distribution, family, major, version, release, _ = PLATFORMS[platform]
+    return {"distribution": distribution, "os_family": family, "distribution_major_version": major,
+            "distribution_version": version, "distribution_release": release, "architecture": arch}
+
+
+def repo(platform, vendor, arch="x86_64", **kwargs):
+    return filters.package_repository(facts(platform, arch), vendor, **kwargs)
+
+
+# --- NVIDIA's CUDA repository (nvidia_driver and cuda_toolkit) ---------------------------------
+
+@pytest.mark.parametrize("platform", sorted(PLATFORMS))
+@pytest.mark.parametrize("arch,cuda_arch", [("x86_64", "x86_64"), ("aarch64", "sbsa")])
+def test_cuda_default_url_and_key(platform, arch, cuda_arch):
+    r = repo(platform, "cuda", arch)
+    base = CUDA + PLATFORMS[platform][5] + "/" + cuda_arch + "/"
+    key = base + ("D42D0685.pub" if platform in DNF else "3bf863cc.pub")
+    assert r["key_url"] == key
+    assert r["name"] == "nvidia-cuda"
+    if platform in APT:
+        assert r["family"] == "apt"
+        assert r["file"] == "/etc/apt/sources.list.d/nvidia-cuda.sources"
+        # The same paths the roles wrote before, so an upgrade leaves nothing behind.
+        assert r["deb822"] == {"name": "nvidia-cuda", "types": ["deb"], "uris": [base], "suites": ["/"],
+                               "signed_by": key}
+        assert r["stale_files"] == []
+    else:
+        assert r["family"] == "dnf"
+        assert r["file"] == "/etc/yum.repos.d/nvidia-cuda.repo"
+        distro = PLATFORMS[platform][5]
+        assert r["yum"] == {"name": "cuda-%s-%s" % (distro, cuda_arch), "description": "NVIDIA CUDA %s %s" % (distro, cuda_arch),
+                            "file": "nvidia-cuda", "baseurl": base, "gpgcheck": True, "gpgkey": key, "enabled": True}
+
+
+@pytest.mark.parametrize("platform", sorted(PLATFORMS))
+def test_cuda_mirror_for_air_gapped_sites(platform):
+    mirror = "https://mirror.example.internal/cuda/" + PLATFORMS[platform][5] + "/sbsa"
+    r = repo(platform, "cuda", "aarch64", url=mirror)
+    assert r["key_url"].startswith(mirror + "/")
+    assert (r["deb822"]["uris"] if platform in APT else [r["yum"]["baseurl"]]) == [mirror + "/"]
+    assert "developer.download.nvidia.com" not in repr(r)
+    r = repo(platform, "cuda", url="file:///srv/mirror/cuda/", key_url="file:///srv/keys/cuda.asc")
+    assert r["key_url"] == "file:///srv/keys/cuda.asc"
+    assert r["deb822"]["signed_by" if platform in APT else "uris"] in ("file:///srv/keys/cuda.asc", ["file:///srv/mirror/cuda/"])
+
+
+def test_cuda_definition_is_the_same_for_both_callers():
+    """nvidia_driver and cuda_toolkit pass nothing but the vendor: one definition, one file content."""
+    for platform in PLATFORMS:
+        assert repo(platform, "cuda", url="http://m/cuda") == repo(platform, "cuda", url="http://m/cuda", channel="stable")
+
+
+@pytest.mark.parametrize("variable,kwargs", [
+    ("package_repository_cuda_url", {"url": "mirror.example.internal/cuda"}),
+    ("package_repository_cuda_key_url", {"key_url": "ftp://mirror/key"}),
+])
+def test_cuda_refuses_what_is_not_a_url(variable, kwargs):
+    with pytest.raises(AnsibleFilterError, match=variable):
+        repo("Debian-13", "cuda", **kwargs)
+
+
+# --- Docker's repository (container_runtime) ---------------------------------------------------
+
+@pytest.mark.parametrize("platform", sorted(PLATFORMS))
+def test_docker_default(platform):
+    r = repo(platform, "docker", "aarch64")
+    distro = {"Debian": "debian", "Ubuntu": "ubuntu"}.get(PLATFORMS[platform][0], "rhel")
+    base = "https://download.docker.com/linux/" + distro
+    assert r["key_url"] == base + "/gpg"
+    if platform in APT:
+        assert r["file"] == "/etc/apt/sources.list.d/docker.sources"
+        assert r["deb822"] == {"name": "docker", "types": ["deb"], "uris": [base], "suites": [PLATFORMS[platform][4]],
+                               "components": ["stable"], "architectures": ["arm64"], "signed_by": base + "/gpg"}
+        assert r["stale_files"] == ["/etc/apt/sources.list.d/docker.list"]
+    else:
+        assert r["file"] == "/etc/yum.repos.d/docker-ce.repo"
+        assert r["yum"]["name"] == "docker-ce-stable"
+        assert r["yum"]["baseurl"] == base + "/$releasever/$basearch/stable"
+        assert r["yum"]["gpgkey"] == base + "/gpg" and r["yum"]["gpgcheck"] is True
+        assert r["stale_files"] == []
+
+
+def test_docker_mirror_and_channel():
+    r = repo("Ubuntu-22", "docker", url="http://mirror.example.internal/docker/ubuntu/", channel="test")
+    assert r["deb822"]["uris"] == ["http://mirror.example.internal/docker/ubuntu"]
+    assert r["deb822"]["components"] == ["test"] and r["deb822"]["architectures"] == ["amd64"]
+    assert r["key_url"] == "http://mirror.example.internal/docker/ubuntu/gpg"
+    r = repo("Rocky-9", "docker", url="http://mirror.example.internal/docker/rhel", key_url="http://keys/docker.gpg")
+    assert r["yum"]["baseurl"] == "http://mirror.example.internal/docker/rhel/$releasever/$basearch/stable"
+    assert r["yum"]["gpgkey"] == "http://keys/docker.gpg"
+
+
+# --- NVIDIA's container toolkit repository (container_runtime) ---------------------------------
+
+@pytest.mark.parametrize("platform", sorted(PLATFORMS))
+@pytest.mark.parametrize("arch,deb_arch", [("x86_64", "amd64"), ("aarch64", "arm64")])
+def test_nvidia_container_toolkit_default(platform, arch, deb_arch):
+    r = repo(platform, "nvidia_container_toolkit", arch)
+    base = "https://nvidia.github.io/libnvidia-container"
+    assert r["key_url"] == base + "/gpgkey"
+    if platform in APT:
+        assert r["deb822"]["uris"] == [base + "/stable/deb/" + deb_arch]
+        assert r["deb822"]["suites"] == ["/"]
+        assert r["file"] == "/etc/apt/sources.list.d/nvidia-container-toolkit.sources"
+        assert r["stale_files"] == ["/etc/apt/sources.list.d/nvidia-container-toolkit.list"]
+    else:
+        assert r["yum"]["baseurl"] == base + "/stable/rpm/$basearch"
+        # NVIDIA signs the metadata, not the packages.
+        assert r["yum"]["repo_gpgcheck"] is True and r["yum"]["gpgcheck"] is False
+        assert r["file"] == "/etc/yum.repos.d/nvidia-container-toolkit.repo"
+
+
+def test_nvidia_container_toolkit_mirror():
+    r = repo("Debian-12", "nvidia_container_toolkit", url="http://mirror.example.internal/libnvidia-container/",
+             channel="experimental")
+    assert r["deb822"]["uris"] == ["http://mirror.example.internal/libnvidia-container/experimental/deb/amd64"]
+    assert r["deb822"]["signed_by"] == "http://mirror.example.internal/libnvidia-container/gpgkey"
+
+
+# --- refusals -----------------------------------------------------------------------------------
+
+def test_refuses_unknown_vendor_platform_and_missing_facts():
+    with pytest.raises(AnsibleFilterError, match="vendor must be one of"):
+        repo("Debian-12", "cuda_toolkit")
+    with pytest.raises(AnsibleFilterError, match="Debian and RedHat families"):
+        filters.package_repository(dict(facts("Debian-12"), os_family="Suse"), "docker")
+    with pytest.raises(AnsibleFilterError, match="architecture"):
+        filters.package_repository({k: v for k, v in facts("Debian-12").items() if k != "architecture"}, "cuda")
+    with pytest.raises(AnsibleFilterError, match="ppc64le"):
+        repo("Debian-12", "cuda", "ppc64le")
+
+
+def test_retired_variables_name_their_replacement():
+    messages = filters.package_repository_retired(
+        ["nvidia_driver_cuda_repo_url", "cuda_toolkit_cuda_repo_key_url", "container_runtime_docker_repo_base_url",
+         "container_runtime_nvidia_toolkit_repo_base_url", "nvidia_driver_branch"])
+    assert len(messages) == 4
+    assert "nvidia_driver_cuda_repo_url is no longer read: set package_repository_cuda_url" in messages[0]
+    assert "package_repository_cuda_key_url" in messages[1]
+    assert "package_repository_docker_url" in messages[2]
+    assert "package_repository_nvidia_container_toolkit_url" in messages[3]
+    assert filters.package_repository_retired([]) == []
+
+
+def test_retired_variables_are_gone_from_the_roles():
+    for role in ("nvidia_driver", "cuda_toolkit", "container_runtime"):
+        for name in ("defaults/main.yml", "meta/argument_specs.yml"):
+            with open(os.path.join(REPO, "roles", role, name)) as handle:
+                text = handle.read()
+            for variable in filters.RETIRED:
+                assert variable not in text, (role, name, variable)
+
+
+def test_registered_and_documented():
+    assert set(filters.FilterModule().filters()) == {"package_repository", "package_repository_retired"}
+    for name in ("package_repository", "package_repository_retired"):
+        with open(os.path.join(REPO, "plugins", "filter", name + ".yml")) as handle:
+            doc = yaml.safe_load(handle)
+        assert doc["DOCUMENTATION"]["name"] == name
+        assert doc["RETURN"]["_value"]
