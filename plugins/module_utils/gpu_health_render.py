@@ -24,8 +24,8 @@ def checks_matching(facts, verdicts):
     return [describe_check(check) for check in facts["checks"] if check["verdict"] in verdicts]
 
 
-
 # --- node_exporter textfile -------------------------------------------------------------------
+
 
 def _escape(value):
     return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
@@ -108,6 +108,7 @@ def render_prometheus(facts):
 
 
 # --- host summary, table, fleet report ---------------------------------------------------------
+
 
 def _worst(verdicts):
     found = [verdict for verdict in verdicts if verdict in SEVERITY]

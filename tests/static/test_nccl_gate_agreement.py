@@ -45,7 +45,7 @@ def fact(derived=None):
 
 
 P2P = {"NCCL_P2P_DISABLE": "1"}
-# case: (gpu_health derives, pinned, extra, forbidden, env nccl_tuning writes)
+# case: (gpu_health derives, pinned, extra, forbidden, the env nccl_tuning writes)
 CASES = {
     "derived": (P2P, {}, {}, [], P2P),
     "nothing_derived": ({}, {}, {}, [], {}),
@@ -119,7 +119,8 @@ def test_gate_and_nccl_tuning_agree_on_every_precedence_case(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     hosts = {}
-    for name, (derived, pinned, extra, forbidden, _) in CASES.items():
+    for name, case in CASES.items():
+        derived, pinned, extra, forbidden = case[:4]
         hosts[name] = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
                        "fake_gpu_health": fact(derived), "nccl_tuning_env_pinned": pinned,
                        "nccl_tuning_env_extra": extra, "nccl_tuning_env_forbidden": forbidden}
@@ -134,7 +135,8 @@ def test_gate_and_nccl_tuning_agree_on_every_precedence_case(tmp_path):
     run = subprocess.run([str(PLAYBOOK_BIN), "-i", "inventory.yml", "agree.yml"], cwd=tmp_path, env=env,
                          capture_output=True, text=True, check=False, timeout=300)
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]
-    for name, (_, _, _, _, expected) in CASES.items():
+    for name, case in CASES.items():
+        expected = case[4]
         result = json.loads((out / (name + ".json")).read_text())
         gate, nccl = result["gate"], result["nccl"]
         assert nccl["env"] == expected, name
