@@ -33,7 +33,7 @@ DNF = [name for name, value in PLATFORMS.items() if value[1] == "RedHat"]
 
 
 def facts(platform, arch="x86_64"):
-    distribution, family, major, version, release, _ = PLATFORMS[platform]
+    distribution, family, major, version, release = PLATFORMS[platform][:5]
     return {"distribution": distribution, "os_family": family, "distribution_major_version": major,
             "distribution_version": version, "distribution_release": release, "architecture": arch}
 
