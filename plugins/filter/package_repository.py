@@ -89,6 +89,8 @@ def _cuda(platform, family, url, key_url, channel):
         raise AnsibleFilterError("NVIDIA's CUDA repository has no %s packages" % platform["architecture"])
     base = _url(url, "https://developer.download.nvidia.com/compute/cuda/repos/%s/%s/" % (distro, arch),
                 "package_repository_cuda_url")
+    # One mirror URL for a mixed fleet: {distro} and {arch} stand for the host's directory names.
+    base = base.replace("{distro}", distro).replace("{arch}", arch)
     base = base if base.endswith("/") else base + "/"
     key = _url(key_url, base + ("D42D0685.pub" if family == "RedHat" else "3bf863cc.pub"),
                "package_repository_cuda_key_url")

@@ -79,6 +79,14 @@ def test_cuda_mirror_for_air_gapped_sites(platform):
     assert r["deb822"]["signed_by" if platform in APT else "uris"] in ("file:///srv/keys/cuda.asc", ["file:///srv/mirror/cuda/"])
 
 
+@pytest.mark.parametrize("platform", sorted(PLATFORMS))
+def test_cuda_mirror_placeholders_for_a_mixed_fleet(platform):
+    r = repo(platform, "cuda", "aarch64", url="https://mirror.example.internal/cuda/repos/{distro}/{arch}")
+    base = "https://mirror.example.internal/cuda/repos/%s/sbsa/" % PLATFORMS[platform][5]
+    assert r["key_url"].startswith(base)
+    assert (r["deb822"]["uris"] if platform in APT else [r["yum"]["baseurl"]]) == [base]
+
+
 def test_cuda_definition_is_the_same_for_both_callers():
     """nvidia_driver and cuda_toolkit pass nothing but the vendor: one definition, one file content."""
     for platform in PLATFORMS:
