@@ -166,7 +166,7 @@ from ansible_collections.inferops.gpu.plugins.module_utils.xinference_api import
 # Same read as from the host, inside the container: follows its own XINFERENCE_HOME/XINFERENCE_AUTH_DB_PATH.
 _EXEC_READ = """
 import os, sqlite3
-home = os.environ.get("XINFERENCE_HOME") or os.path.expanduser("~/.xinference")
+home = os.environ.get("XINFERENCE_HOME") or os.path.join(os.environ.get("HOME") or "/root", ".xinference")
 path = os.environ.get("XINFERENCE_AUTH_DB_PATH") or os.path.join(home, "auth", "auth.db")
 row = sqlite3.connect("file:%s?mode=ro" % path, uri=True).execute(
     "SELECT value FROM system_config WHERE key = 'setup_token'").fetchone()
@@ -349,7 +349,8 @@ def main():
             "username": {"type": "str", "required": True},
             "password": {"type": "str", "required": True, "no_log": True},
             "api_key_name": {"type": "str", "default": "inferops-clients", "no_log": False},
-            "api_key_description": {"type": "str", "default": "clients of this endpoint (inferops.gpu.xinference)"},
+            "api_key_description": {"type": "str", "default": "clients of this endpoint (inferops.gpu.xinference)",
+                                    "no_log": False},
             "api_key_path": {"type": "path", "required": True, "no_log": False},
             "api_key": {"type": "str", "no_log": True},
             "auth_db_path": {"type": "path"},
