@@ -11,6 +11,8 @@ Pure Python with no ansible import, like gpu_health_checks (the timer runs it wi
 
 from __future__ import annotations
 
+import json
+
 from ansible_collections.inferops.gpu.plugins.module_utils.gpu_health_checks import (
     GIB,
     SEVERITY,
@@ -22,6 +24,11 @@ from ansible_collections.inferops.gpu.plugins.module_utils.gpu_health_checks imp
 def checks_matching(facts, verdicts):
     """One line per check whose verdict is in verdicts: 'ecc gpu5: <reason>'."""
     return [describe_check(check) for check in facts["checks"] if check["verdict"] in verdicts]
+
+
+def render_report(facts):
+    """The JSON report: the whole fact, sorted keys, indent 2, ASCII (the bytes to_nice_json gave)."""
+    return json.dumps(facts, indent=2, sort_keys=True, separators=(",", ": ")) + "\n"
 
 
 # --- node_exporter textfile -------------------------------------------------------------------

@@ -23,7 +23,10 @@ description:
   - Container shm rule, max(GPUs x O(limits.shm_per_gpu_bytes), O(limits.shm_min_bytes)) capped at
     O(limits.shm_max_ram_fraction) of RAM and rounded down to whole GiB. NCCL keeps its shared-memory
     transport buffers in C(/dev/shm) (more of them when P2P is disabled), Docker's 64 MB default starves it.
-  - Only reads; the host is never changed.
+  - Only reads the GPUs. With O(report_path) or O(textfile_path) it writes its two reports itself (one
+    host call instead of a directory, a copy and a copy task), each by a temporary file renamed over
+    the old one (node_exporter's textfile collector requires that), C(root:root 0644), their missing
+    directories created C(root:root 0755).
 author:
   - inferops.gpu maintainers (@inferops)
 requirements:
@@ -36,8 +39,8 @@ attributes:
     details: The module only reads, so check mode returns the same facts.
   diff_mode:
     description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
-    support: none
-    details: Nothing is changed, so there is nothing to diff.
+    support: partial
+    details: The reports' content diff is returned only with O(report_changes=true).
   facts:
     description: Action returns an C(ansible_facts) dictionary that will update existing host facts.
     support: full
@@ -133,6 +136,24 @@ options:
     description: The shared-memory mount whose size is checked.
     type: path
     default: /dev/shm
+  report_path:
+    description:
+      - Write the whole fact here as JSON (sorted keys, indent 2), the bytes the role's timer writes.
+      - Omit it to write no JSON report.
+    type: path
+  textfile_path:
+    description:
+      - Write the node_exporter textfile (Prometheus text format) here.
+      - Omit it to write no textfile.
+    type: path
+  report_changes:
+    description:
+      - Whether a new report content counts as a change (and its diff is returned).
+      - Reports are observations that differ at every run on a real host, so by default rewriting them
+        leaves C(changed=false); a directory created for them, or a wrong owner or mode on a directory,
+        always counts.
+    type: bool
+    default: false
 seealso:
   - name: NCCL troubleshooting
     description: ACS, IOMMU and shared memory problems NCCL meets on PCIe hosts.
@@ -288,11 +309,20 @@ ansible_facts:
           returned: always
 """
 
+import json
+import os
+import tempfile
+
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.common.text.converters import to_bytes, to_text
 
 from ansible_collections.inferops.gpu.plugins.module_utils import gpu_inventory
 from ansible_collections.inferops.gpu.plugins.module_utils.gpu_health_checks import CHECK_IDS, DEFAULT_LIMITS, run_health
-from ansible_collections.inferops.gpu.plugins.module_utils.gpu_health_render import checks_matching
+from ansible_collections.inferops.gpu.plugins.module_utils.gpu_health_render import (
+    checks_matching,
+    render_prometheus,
+    render_report,
+)
 
 
 def _limits_spec():
@@ -310,6 +340,54 @@ def _limits_spec():
     return spec
 
 
+def _attrs(path, mode):
+    # set_fs_attributes_if_different wants every key; SELinux context and attributes left as they are.
+    return {"path": path, "owner": "root", "group": "root", "mode": mode,
+            "secontext": [None, None, None, None], "attributes": None}
+
+
+def _ensure_directory(module, directory):
+    """Create directory (and missing parents) root:root 0755; True when anything changed."""
+    missing = []
+    while directory and not os.path.isdir(directory):
+        missing.append(directory)
+        directory = os.path.dirname(directory)
+    changed = bool(missing)
+    for path in reversed(missing):
+        if not module.check_mode:
+            os.mkdir(path, 0o755)
+        changed = module.set_fs_attributes_if_different(_attrs(path, "0755"), changed) or changed
+    if not missing:
+        changed = module.set_fs_attributes_if_different(_attrs(directory, "0755"), False)
+    return changed
+
+
+def _write_report(module, path, text):
+    """Atomically write text to path root:root 0644. Returns (directory_changed, file_changed, diff)."""
+    data = to_bytes(text)
+    directory_changed = _ensure_directory(module, os.path.dirname(path))
+    before = None
+    if os.path.isfile(path):
+        with open(path, "rb") as handle:
+            before = handle.read()
+    file_changed = before != data
+    if file_changed and not module.check_mode:
+        fd, tmp = tempfile.mkstemp(prefix=".gpu_health.", dir=os.path.dirname(path))
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            module.atomic_move(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    file_args = _attrs(path, "0644")
+    if before is not None or not module.check_mode:
+        file_changed = module.set_fs_attributes_if_different(file_args, file_changed) or file_changed
+    diff = {"before_header": path, "after_header": path,
+            "before": to_text(before) if before is not None else "", "after": text}
+    return directory_changed, file_changed, diff
+
+
 def main():
     module = AnsibleModule(
         argument_spec={
@@ -321,6 +399,9 @@ def main():
             "procfs_root": {"type": "path", "default": "/proc"},
             "kernel_log": {"type": "path", "default": "/dev/kmsg"},
             "shm_path": {"type": "path", "default": "/dev/shm"},
+            "report_path": {"type": "path"},
+            "textfile_path": {"type": "path"},
+            "report_changes": {"type": "bool", "default": False},
         },
         supports_check_mode=True,
     )
@@ -347,6 +428,19 @@ def main():
         limits=params["limits"],
     )
     result = {"changed": False, "summary": facts["summary"], "ansible_facts": {"gpu_health": facts}}
+    # The reports are written before fail_on can fail the task, so an unhealthy host gets them too.
+    # Through JSON first: the shape the filters and the timer's runner see (lists, string keys).
+    plain = json.loads(json.dumps(facts))
+    diffs = []
+    for path, render in ((params["report_path"], render_report), (params["textfile_path"], render_prometheus)):
+        if not path:
+            continue
+        directory_changed, file_changed, diff = _write_report(module, path, render(plain))
+        result["changed"] |= directory_changed or (params["report_changes"] and file_changed)
+        if params["report_changes"] and file_changed:
+            diffs.append(diff)
+    if diffs and module._diff:
+        result["diff"] = diffs
     failing = checks_matching(facts, params["fail_on"])
     if failing:
         module.fail_json(

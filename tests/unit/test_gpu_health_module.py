@@ -10,7 +10,7 @@ import pytest
 
 from ansible_collections.inferops.gpu.plugins.module_utils import gpu_inventory
 from ansible_collections.inferops.gpu.plugins.module_utils.gpu_health_checks import run_health
-from ansible_collections.inferops.gpu.plugins.module_utils.gpu_health_render import render_prometheus
+from ansible_collections.inferops.gpu.plugins.module_utils.gpu_health_render import render_prometheus, render_report
 from ansible_collections.inferops.gpu.plugins.modules import gpu_health
 
 
@@ -160,6 +160,38 @@ def test_skip_checks_turns_a_failure_into_skip(run_module, fake_gpu_host):
 def test_negative_limit_is_refused(run_module, fake_gpu_host):
     caught = run_module(fake_gpu_host("h100-sxm-8"), limits={"temperature_warn_c": -1})
     assert caught.failed and "temperature_warn_c" in caught.result["msg"]
+
+
+def test_module_writes_both_reports_and_creates_their_directories(run_module, fake_gpu_host, tmp_path):
+    report, textfile = tmp_path / "lib" / "report.json", tmp_path / "prom" / "gpu.prom"
+    host = fake_gpu_host("pcie-4-acs")
+    first = run_module(host, report_path=str(report), textfile_path=str(textfile), _ansible_diff=True).result
+    facts = json.loads(json.dumps(first["ansible_facts"]["gpu_health"]))
+    assert report.read_text() == render_report(facts) and json.loads(report.read_text()) == facts
+    assert textfile.read_text() == render_prometheus(facts)
+    assert oct(report.stat().st_mode & 0o7777) == "0o644" and oct(report.parent.stat().st_mode & 0o7777) == "0o755"
+    # New directories are configuration (a change); the reports themselves are observations.
+    assert first["changed"] is True and "diff" not in first
+    report.write_text("stale\n")
+    report.chmod(0o600)
+    again = run_module(host, report_path=str(report), textfile_path=str(textfile)).result
+    assert again["changed"] is False
+    assert report.read_text() == render_report(facts) and oct(report.stat().st_mode & 0o7777) == "0o644"
+    assert not list(report.parent.glob(".gpu_health.*"))
+
+
+def test_module_report_changes_counts_and_diffs_and_check_mode_writes_nothing(run_module, fake_gpu_host, tmp_path):
+    report = tmp_path / "report.json"
+    report.write_text("stale\n")
+    host = fake_gpu_host("h100-sxm-8")
+    checked = run_module(host, report_path=str(report), report_changes=True,
+                         _ansible_check_mode=True, _ansible_diff=True).result
+    assert checked["changed"] is True and report.read_text() == "stale\n"
+    assert checked["diff"][0]["before"] == "stale\n" and '"gpu_count": 8' in checked["diff"][0]["after"]
+    assert run_module(host, report_path=str(report), report_changes=True).result["changed"] is True
+    missing = tmp_path / "new" / "report.json"
+    assert run_module(host, report_path=str(missing), _ansible_check_mode=True).result["changed"] is True
+    assert not missing.parent.exists()
 
 
 def test_missing_pynvml_gives_missing_required_lib(run_module, fake_gpu_host, monkeypatch):
