@@ -3,16 +3,20 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """What inferops.gpu.nccl_tuning derives from the gpu_health fact: the NCCL variables with their
 precedence (forbidden > pinned > derived > extra), the host /dev/shm size, the ACS bridges and the
-one-line note on gpu_health. The role's derive phase and the site's pre-flight health gate call the
+one-line note on gpu_health, and the checks of the role's variables its preflight runs. The role's derive phase and the site's pre-flight health gate call the
 same filters with the same inputs, so the gate judges exactly the environment the role writes.
 Documentation: one <filter name>.yml beside this file per filter.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import re
 from collections.abc import Mapping
 
 from ansible.errors import AnsibleFilterError
+from ansible.module_utils.parsing.convert_bool import boolean
 
 _GIB = 1024 ** 3
 
@@ -105,6 +109,79 @@ def nccl_tuning_health_note(health):
     return "gpu_health: %s GPUs, %d P2P-unsafe GPU pairs" % (health.get("gpu_count"), len(unsafe))
 
 
+_SHM_SIZE = re.compile(r"^([1-9][0-9]*[kKmMgGtT]?|([1-9][0-9]?|100)%)$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_BDF = re.compile(r"^[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$")
+_UNIT = re.compile(r"^[A-Za-z0-9:_.\-]+\.service$")
+
+
+def _json(value):
+    return json.dumps(value)
+
+
+def _env_value_ok(value):
+    return (isinstance(value, str) or (isinstance(value, (int, float)) and not isinstance(value, bool))) \
+        and not re.search(r"[\r\n]", str(value))
+
+
+def nccl_tuning_preflight_errors(settings):
+    """Every problem with the role's variables (keyed by name) that argument_specs cannot express,
+    one message per problem naming the variable; [] when all is well. One preflight task calls it."""
+    if not isinstance(settings, Mapping):
+        raise AnsibleFilterError("nccl_tuning_preflight_errors expects the role's variables as a dict")
+    errors = []
+    shm_size = str(settings["nccl_tuning_host_shm_size"])
+    if shm_size != "auto" and not _SHM_SIZE.match(shm_size):
+        errors.append("nccl_tuning_host_shm_size=%s is not a tmpfs size: use a number with an optional k, m, g or "
+                      "t suffix (64g), a percentage of RAM (50%%), or auto" % _json(shm_size))
+    options = [str(option) for option in settings["nccl_tuning_host_shm_options"]]
+    if any(option == "" or re.match(r"^(size=|.*[,\s])", option) for option in options):
+        errors.append("nccl_tuning_host_shm_options=%s: one option per item, no commas or blanks, and no size= "
+                      "(set nccl_tuning_host_shm_size instead)" % _json(options))
+    pinned = settings["nccl_tuning_env_pinned"]
+    extra = settings["nccl_tuning_env_extra"]
+    forbidden = [str(name) for name in settings["nccl_tuning_env_forbidden"]]
+    for var, names in (("nccl_tuning_env_pinned", [str(name) for name in pinned]),
+                       ("nccl_tuning_env_extra", [str(name) for name in extra]),
+                       ("nccl_tuning_env_forbidden", forbidden)):
+        bad = [name for name in names if not _ENV_NAME.match(name)]
+        if bad:
+            errors.append("%s holds names that are not valid environment variable names (%s): letters, digits "
+                          "and underscores, not starting with a digit" % (var, _json(bad)))
+    for var, values in (("nccl_tuning_env_pinned", pinned), ("nccl_tuning_env_extra", extra)):
+        for key, value in values.items():
+            if not _env_value_ok(value):
+                errors.append('%s[%s]=%s must be a single-line string or a number (quote booleans, e.g. "1" or "0")'
+                              % (var, _json(key), _json(value)))
+    both = [str(name) for name in pinned if str(name) in forbidden]
+    if both:
+        errors.append("nccl_tuning_env_pinned and nccl_tuning_env_forbidden both name %s: keep one" % _json(both))
+    memlock = str(settings["nccl_tuning_memlock_limit"])
+    if not re.match(r"^(unlimited|infinity|[0-9]+)$", memlock):
+        errors.append("nccl_tuning_memlock_limit=%s must be unlimited or a non-negative number of KiB" % _json(memlock))
+    domains = [str(domain) for domain in settings["nccl_tuning_memlock_domains"]]
+    if not domains or any(not re.match(r"^\S+$", domain) for domain in domains):
+        errors.append("nccl_tuning_memlock_domains=%s must list one or more single-word domains "
+                      "(*, root, a user, @group, uid range)" % _json(domains))
+    conf, env_file = str(settings["nccl_tuning_conf_path"]), str(settings["nccl_tuning_env_file_path"])
+    if not (os.path.isabs(conf) and os.path.isabs(env_file) and conf != env_file):
+        errors.append("nccl_tuning_conf_path=%s and nccl_tuning_env_file_path=%s must be two different absolute "
+                      "paths" % (_json(conf), _json(env_file)))
+    if boolean(settings["nccl_tuning_acs_clear_enabled"], strict=False) \
+            and not boolean(settings["nccl_tuning_acs_clear_iommu_risk_accepted"], strict=False):
+        errors.append("nccl_tuning_acs_clear_enabled=true needs nccl_tuning_acs_clear_iommu_risk_accepted=true: "
+                      "clearing ACS on a PCIe switch removes IOMMU isolation between the devices behind it "
+                      "(no VM passthrough, no untrusted tenants on this host)")
+    bridges = [str(bridge) for bridge in settings["nccl_tuning_acs_clear_bridges"] if not _BDF.match(str(bridge))]
+    if bridges:
+        errors.append("nccl_tuning_acs_clear_bridges holds values that are not PCI addresses like 0000:17:02.0: %s"
+                      % _json(bridges))
+    unit = str(settings["nccl_tuning_acs_clear_unit_name"])
+    if not _UNIT.match(unit):
+        errors.append("nccl_tuning_acs_clear_unit_name=%s must be a systemd unit name ending in .service" % _json(unit))
+    return errors
+
+
 class FilterModule:
     """inferops.gpu nccl_tuning filters."""
 
@@ -114,4 +191,5 @@ class FilterModule:
             "nccl_tuning_host_shm_size": nccl_tuning_host_shm_size,
             "nccl_tuning_acs_bridges": nccl_tuning_acs_bridges,
             "nccl_tuning_health_note": nccl_tuning_health_note,
+            "nccl_tuning_preflight_errors": nccl_tuning_preflight_errors,
         }

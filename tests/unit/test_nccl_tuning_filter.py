@@ -173,3 +173,59 @@ def test_health_note():
     fact = health(pairs=[{"gpus": [0, 1], "p2p_safe": False}, {"gpus": [0, 2], "p2p_safe": True}, {"gpus": [1, 2]}],
                   gpu_count=3)
     assert filters.nccl_tuning_health_note(fact) == "gpu_health: 3 GPUs, 2 P2P-unsafe GPU pairs"
+
+
+# --- preflight: the role's variable checks ------------------------------------------------------
+
+VALID = {
+    "nccl_tuning_host_shm_size": "auto", "nccl_tuning_host_shm_options": ["rw", "nosuid", "nodev"],
+    "nccl_tuning_env_pinned": {}, "nccl_tuning_env_extra": {"NCCL_DEBUG": "WARN", "NCCL_BUFFSIZE": 4194304},
+    "nccl_tuning_env_forbidden": [], "nccl_tuning_memlock_limit": "unlimited", "nccl_tuning_memlock_domains": ["*", "root"],
+    "nccl_tuning_conf_path": "/etc/nccl.conf", "nccl_tuning_env_file_path": "/etc/inferops/nccl.env",
+    "nccl_tuning_acs_clear_enabled": False, "nccl_tuning_acs_clear_iommu_risk_accepted": False,
+    "nccl_tuning_acs_clear_bridges": ["0000:17:02.0"], "nccl_tuning_acs_clear_unit_name": "inferops-acs-clear.service",
+}
+
+
+def preflight(**changes):
+    return filters.nccl_tuning_preflight_errors(dict(VALID, **changes))
+
+
+def test_preflight_accepts_valid_values():
+    assert preflight() == []
+    assert preflight(nccl_tuning_host_shm_size="64g") == preflight(nccl_tuning_host_shm_size="50%") == []
+    assert preflight(nccl_tuning_acs_clear_enabled="yes", nccl_tuning_acs_clear_iommu_risk_accepted="true") == []
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"nccl_tuning_host_shm_size": "128gb"}, 'nccl_tuning_host_shm_size="128gb" is not a tmpfs size'),
+    ({"nccl_tuning_host_shm_size": "101%"}, "nccl_tuning_host_shm_size="),
+    ({"nccl_tuning_host_shm_options": ["rw,nosuid"]}, 'nccl_tuning_host_shm_options=["rw,nosuid"]: one option per item'),
+    ({"nccl_tuning_host_shm_options": ["size=1g"]}, "no size="),
+    ({"nccl_tuning_host_shm_options": [""]}, "nccl_tuning_host_shm_options="),
+    ({"nccl_tuning_env_pinned": {"NCCL-P2P": "1"}}, 'nccl_tuning_env_pinned holds names that are not valid environment variable names (["NCCL-P2P"])'),
+    ({"nccl_tuning_env_forbidden": ["1BAD"]}, "nccl_tuning_env_forbidden holds names"),
+    ({"nccl_tuning_env_pinned": {"NCCL_P2P_DISABLE": True}}, 'nccl_tuning_env_pinned["NCCL_P2P_DISABLE"]=true must be a single-line string'),
+    ({"nccl_tuning_env_extra": {"NCCL_X": "a\nb"}}, 'nccl_tuning_env_extra["NCCL_X"]="a\\nb" must be'),
+    ({"nccl_tuning_env_pinned": {"NCCL_P2P_DISABLE": "0"}, "nccl_tuning_env_forbidden": ["NCCL_P2P_DISABLE"]},
+     'nccl_tuning_env_pinned and nccl_tuning_env_forbidden both name ["NCCL_P2P_DISABLE"]: keep one'),
+    ({"nccl_tuning_memlock_limit": "-1"}, 'nccl_tuning_memlock_limit="-1" must be unlimited'),
+    ({"nccl_tuning_memlock_domains": []}, "nccl_tuning_memlock_domains=[] must list one or more"),
+    ({"nccl_tuning_memlock_domains": ["a b"]}, "nccl_tuning_memlock_domains="),
+    ({"nccl_tuning_conf_path": "nccl.conf"}, "must be two different absolute paths"),
+    ({"nccl_tuning_env_file_path": "/etc/nccl.conf"}, 'nccl_tuning_env_file_path="/etc/nccl.conf" must be two different'),
+    ({"nccl_tuning_acs_clear_enabled": True}, "needs nccl_tuning_acs_clear_iommu_risk_accepted=true"),
+    ({"nccl_tuning_acs_clear_bridges": ["17:02.0"]}, 'not PCI addresses like 0000:17:02.0: ["17:02.0"]'),
+    ({"nccl_tuning_acs_clear_unit_name": "acs clear"}, 'nccl_tuning_acs_clear_unit_name="acs clear" must be a systemd unit'),
+])
+def test_preflight_names_the_variable(changes, message):
+    errors = preflight(**changes)
+    assert len(errors) == 1 and message in errors[0], errors
+
+
+def test_preflight_reports_every_problem_at_once():
+    errors = preflight(nccl_tuning_host_shm_size="1x", nccl_tuning_memlock_limit="lots", nccl_tuning_acs_clear_unit_name="x")
+    assert [error.split("=")[0] for error in errors] == [
+        "nccl_tuning_host_shm_size", "nccl_tuning_memlock_limit", "nccl_tuning_acs_clear_unit_name"]
+    with pytest.raises(AnsibleFilterError):
+        filters.nccl_tuning_preflight_errors(["not", "a", "dict"])
