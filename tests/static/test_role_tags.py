@@ -54,7 +54,7 @@ def playbook_includes():
             for key in INCLUDES:
                 spec = task.get(key)
                 if isinstance(spec, dict) and "tasks_from" not in spec:
-                    role = str(spec["name"]).split(".")[-1]
+                    role = str(spec["name"]).rsplit(".", maxsplit=1)[-1]
                     yield str(path.relative_to(REPO)), task.get("name", "?"), role, _tags(task)
 
 
@@ -67,13 +67,13 @@ def test_every_tagged_role_carries_its_own_tag_and_is_included_by_a_playbook():
     assert len(ROLES) >= 6, ROLES
     for role in ROLES:
         assert role in role_tags(role), role
-        assert any(included == role for _, _, included, _ in INCLUDED), role
+        assert any(include[2] == role for include in INCLUDED), role
 
 
-@pytest.mark.parametrize("path, name, role, tags", INCLUDED, ids=lambda value: str(value))
+@pytest.mark.parametrize("path, name, role, tags", INCLUDED, ids=str)
 def test_playbook_tags_are_the_roles_tags(path, name, role, tags):
     expected = role_tags(role)
     assert tags == expected or tags == {role}, (
         "%s, task %r: the include of %s has tags %s; roles/%s/tasks/main.yml has %s (missing on the include: %s; "
         "not in the role: %s)" % (path, name, role, sorted(tags), role, sorted(expected),
-                                   sorted(expected - tags), sorted(tags - expected)))
+                                  sorted(expected - tags), sorted(tags - expected)))

@@ -206,8 +206,8 @@ def test_host_info_refuses_what_is_not_a_fact():
 def test_of_hosts_maps_each_host_to_its_fact_or_none(facts_of):
     facts = facts_of("h100-sxm-8")
     hostvars = {"a": {"ansible_facts": {"gpu_health": facts}}, "b": {"ansible_facts": {}}, "c": {}}
-    assert filters.gpu_health_of_hosts(hostvars, ["a", "b", "c", "gone"]) == {"a": facts, "b": None, "c": None,
-                                                                             "gone": None}
+    expected = {"a": facts, "b": None, "c": None, "gone": None}
+    assert filters.gpu_health_of_hosts(hostvars, ["a", "b", "c", "gone"]) == expected
     # The fleet report takes it as it is.
     fleet = filters.gpu_health_fleet(filters.gpu_health_of_hosts(hostvars, ["a", "b"]))
     assert fleet["totals"]["missing"] == 1 and fleet["gpus"] == 8
