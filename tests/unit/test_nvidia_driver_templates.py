@@ -147,11 +147,12 @@ def test_container_detection():
 # --- the regular expressions that extend the host's existing sources -----------------------
 
 def _source_tasks():
-    with open(os.path.join(ROLE, "tasks", "source_distro_apt.yml")) as handle:
+    # package_repository's `components` entry point, which nvidia_driver calls with its components.
+    with open(os.path.join(REPO, "roles", "package_repository", "tasks", "components.yml")) as handle:
         tasks = yaml.safe_load(handle)
     by_name = {task["name"]: task for task in tasks}
-    return (by_name["Add the driver components to the deb822 Components lines"]["ansible.builtin.replace"],
-            by_name["Add the driver components to the release's lines in sources.list"]["ansible.builtin.replace"])
+    return (by_name["Components | add them to the deb822 Components lines"]["ansible.builtin.replace"],
+            by_name["Components | add them to the release's lines in sources.list"]["ansible.builtin.replace"])
 
 
 def _apply(platform, text, which):
