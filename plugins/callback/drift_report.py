@@ -24,6 +24,11 @@ description:
     filter) set in a detect play is the host's health drift and is reported in the same files.
   - Secrets stay out, a result or loop item hidden with C(no_log) is reported as changed with its details
     replaced by C(details hidden (no_log)); diffs are cut to O(diff_lines) changed lines.
+  - Even where a task forgot C(no_log), secret values are masked (C(********)) everywhere in what the callback
+    writes or shows - diffs, item labels, messages, task names - by the rule of the
+    P(inferops.gpu.masked_secrets#filter) filter - values of keys that look secret (token, password, key, secret,
+    credential, auth), C(NAME=VALUE) pairs with such a name, URL passwords (C(scheme://user:password@host)).
+    Paths, flags and other drift information stay readable.
   - The files are rewritten when each play starts and at the end of the run, so a later play of the same run
     (the verdict of C(drift.yml)) can read them.
   - The exit status comes from the playbook, whose verdict play fails when the report lists drift; a
@@ -65,6 +70,8 @@ from collections.abc import Mapping
 
 from ansible.playbook.handler import Handler
 from ansible.plugins.callback import CallbackBase
+
+from ansible_collections.inferops.gpu.plugins.module_utils.secrets import mask_text, masked, masked_strings
 
 PHASE_VAR = "inferops_drift_phase"
 PHASES = ("detect", "remediate")
@@ -154,14 +161,15 @@ def describe_change(result, max_lines=10):
             if _hidden(item):
                 lines.append("item: " + HIDDEN)
                 continue
-            lines.append("item %s" % _item_label(item))
+            lines.append(mask_text("item %s" % _item_label(item)))
             lines.extend("  " + line for line in describe_change(item, max_lines))
         return lines
     if result.get("diff"):
-        lines.extend(summarize_diff(result["diff"], max_lines))
+        # Masked before it is cut into lines: a key's value is known to be secret only next to its key.
+        lines.extend(summarize_diff(masked(result["diff"]), max_lines))
     if not lines and result.get("msg"):
-        lines.append(_cut(result["msg"]))
-    return lines or ["changed (the module reported no diff)"]
+        lines.append(_cut(mask_text(result["msg"])))
+    return [mask_text(line) for line in lines] or ["changed (the module reported no diff)"]
 
 
 class CallbackModule(CallbackBase):
@@ -309,7 +317,8 @@ class CallbackModule(CallbackBase):
     def flush(self):
         if not self.run:
             return
-        report = self.report()
+        # The last line of defence for a task that forgot no_log: every string of the report.
+        report = masked_strings(self.report())
         directory = os.path.abspath(os.path.expanduser(
             str(self.run.get("report_dir") or self._option("report_dir", "drift-report"))))
         try:
@@ -319,7 +328,8 @@ class CallbackModule(CallbackBase):
                 _write(os.path.join(directory, "drift.md"), render_markdown(report)),
             ]
         except OSError as exc:
-            self._display.warning("inferops.gpu.drift_report: cannot write the drift report to %s: %s" % (directory, exc))
+            self._display.warning(mask_text("inferops.gpu.drift_report: cannot write the drift report to %s: %s"
+                                            % (directory, exc)))
 
 
 def _write(path, text):

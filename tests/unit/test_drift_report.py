@@ -230,3 +230,55 @@ def test_summarize_diff_cuts_long_diffs():
     lines = drift_report.summarize_diff({"before": before, "after": ""}, max_lines=3)
     assert lines[0] == "-30" and len(lines) == 5 and lines[-1] == "  ... 27 more changed line(s)"
     assert drift_report.summarize_diff({"before": before, "after": ""}, max_lines=0) == ["-30"]
+
+
+CANARY = "canary-Zq8Xv1"
+
+
+def test_secrets_masked_even_without_no_log(callback, tmp_path):
+    """Issue 11: a docker_container --diff without no_log wrote an HF_TOKEN= line into drift.json/md."""
+    arm(callback, tmp_path)
+    callback.v2_playbook_on_play_start(FakePlay("Drift | detect", "detect"))
+    container_diff = {
+        "before": {"image": "xprobe/xinference:v4.1.0", "env": ["HF_TOKEN=old-" + CANARY, "NCCL_P2P_DISABLE=1"]},
+        "after": {"image": "xprobe/xinference:v4.1.1",
+                  "env": ["HF_TOKEN=" + CANARY, "NCCL_P2P_DISABLE=1", "XOSCAR_AUTH_KEY=" + CANARY,
+                          "PIP_INDEX_URL=https://bob:" + CANARY + "@pypi.internal/simple"],
+                  "xinference_admin_password": CANARY}}
+    callback.v2_runner_on_ok(FakeResult("gpu-1", FakeTask("Container", "xinference",
+                                                           action="community.docker.docker_container"),
+                                        {"changed": True, "diff": container_diff}))
+    callback.v2_runner_on_ok(FakeResult("gpu-1", FakeTask("Config file", "xinference"), {
+        "changed": True, "diff": {"before_header": "/etc/app.conf", "before": "api_key = old\nport = 1\n",
+                                  "after": "api_key = %s\nport = 2\n" % CANARY}}))
+    callback.v2_runner_on_ok(FakeResult("gpu-1", FakeTask("Models token=" + CANARY, "xinference"), {
+        "changed": True, "results": [{"changed": True, "item": {"model_name": "m", "envs": {"HF_TOKEN": CANARY}}}]}))
+    callback.v2_runner_on_failed(FakeResult("gpu-1", FakeTask("Login", "xinference"),
+                                            {"failed": True, "msg": "login to https://u:%s@reg.example failed" % CANARY}))
+    callback.v2_playbook_on_stats(None)
+    report, markdown = read(tmp_path)
+    text = json.dumps(report) + markdown
+    assert CANARY not in text
+    changes = report["hosts"]["gpu-1"]["changes"]
+    # What is not secret is still there: the image tag, the NCCL variable, the file path and the port.
+    container = "\n".join(changes[0]["changes"])
+    assert "xprobe/xinference:v4.1.1" in container and "XOSCAR_AUTH_KEY=********" in container
+    assert "https://bob:********@pypi.internal/simple" in container
+    # A secret that only changed its value is masked on both sides (no digest of it either).
+    assert "HF_TOKEN" not in container
+    assert changes[1]["changes"] == ["/etc/app.conf: +1, -1", "  -port = 1", "  +port = 2"]
+    assert report["hosts"]["gpu-1"]["errors"][0]["msg"] == "login to https://u:********@reg.example failed"
+
+
+def test_masking_keeps_paths_and_booleans(callback, tmp_path):
+    arm(callback, tmp_path)
+    callback.v2_playbook_on_play_start(FakePlay("Drift | detect", "detect"))
+    callback.v2_runner_on_ok(FakeResult("gpu-1", FakeTask("Auth | key file", "xinference", action="ansible.builtin.file"), {
+        "changed": True, "diff": {"before": {"path": "/etc/inferops/xinference-api-key", "mode": "0644",
+                                             "auth_enabled": False},
+                                  "after": {"path": "/etc/inferops/xinference-api-key", "mode": "0600",
+                                            "auth_enabled": True}}}))
+    callback.v2_playbook_on_stats(None)
+    report, _ = read(tmp_path)
+    assert report["hosts"]["gpu-1"]["changes"][0]["changes"] == [
+        "~2", "  ~auth_enabled: False -> True", "  ~mode: 0644 -> 0600"]
