@@ -38,7 +38,13 @@ def facts(platform, arch="x86_64"):
             "distribution_version": version, "distribution_release": release, "architecture": arch}
 
 
+# NVIDIA's RHEL key has no pinned fingerprint: the RHEL family must name one (any well-formed one here).
+RHEL_CUDA_FINGERPRINT = "0123456789ABCDEF0123456789ABCDEF01234567"
+
+
 def repo(platform, vendor, arch="x86_64", **kwargs):
+    if vendor == "cuda" and platform in DNF:
+        kwargs.setdefault("key_fingerprint", RHEL_CUDA_FINGERPRINT)
     return filters.package_repository(facts(platform, arch), vendor, **kwargs)
 
 
@@ -56,15 +62,20 @@ def test_cuda_default_url_and_key(platform, arch, cuda_arch):
         assert r["family"] == "apt"
         assert r["file"] == "/etc/apt/sources.list.d/nvidia-cuda.sources"
         # The same paths the roles wrote before, so an upgrade leaves nothing behind.
+        # The key is verified and written by repository_key; the source names the file, never the URL.
         assert r["deb822"] == {"name": "nvidia-cuda", "types": ["deb"], "uris": [base], "suites": ["/"],
-                               "signed_by": key}
+                               "signed_by": "/etc/apt/keyrings/nvidia-cuda.asc"}
+        assert r["key_fingerprints"] == ["EB693B3035CD5710E231E123A4B469963BF863CC"]
         assert r["stale_files"] == []
     else:
         assert r["family"] == "dnf"
         assert r["file"] == "/etc/yum.repos.d/nvidia-cuda.repo"
         distro = PLATFORMS[platform][5]
         assert r["yum"] == {"name": "cuda-%s-%s" % (distro, cuda_arch), "description": "NVIDIA CUDA %s %s" % (distro, cuda_arch),
-                            "file": "nvidia-cuda", "baseurl": base, "gpgcheck": True, "gpgkey": key, "enabled": True}
+                            "file": "nvidia-cuda", "baseurl": base, "gpgcheck": True,
+                            "gpgkey": "file:///etc/pki/rpm-gpg/RPM-GPG-KEY-nvidia-cuda", "enabled": True}
+        assert r["key_fingerprints"] == [RHEL_CUDA_FINGERPRINT]
+    assert r["key_fingerprint_variable"] == "package_repository_cuda_key_fingerprint"
 
 
 @pytest.mark.parametrize("platform", sorted(PLATFORMS))
@@ -76,7 +87,7 @@ def test_cuda_mirror_for_air_gapped_sites(platform):
     assert "developer.download.nvidia.com" not in repr(r)
     r = repo(platform, "cuda", url="file:///srv/mirror/cuda/", key_url="file:///srv/keys/cuda.asc")
     assert r["key_url"] == "file:///srv/keys/cuda.asc"
-    assert r["deb822"]["signed_by" if platform in APT else "uris"] in ("file:///srv/keys/cuda.asc", ["file:///srv/mirror/cuda/"])
+    assert (r["deb822"]["uris"] if platform in APT else [r["yum"]["baseurl"]]) == ["file:///srv/mirror/cuda/"]
 
 
 @pytest.mark.parametrize("platform", sorted(PLATFORMS))
@@ -113,13 +124,17 @@ def test_docker_default(platform):
     if platform in APT:
         assert r["file"] == "/etc/apt/sources.list.d/docker.sources"
         assert r["deb822"] == {"name": "docker", "types": ["deb"], "uris": [base], "suites": [PLATFORMS[platform][4]],
-                               "components": ["stable"], "architectures": ["arm64"], "signed_by": base + "/gpg"}
+                               "components": ["stable"], "architectures": ["arm64"],
+                               "signed_by": "/etc/apt/keyrings/docker.asc"}
+        assert r["key_fingerprints"] == ["9DC858229FC7DD38854AE2D88D81803C0EBFCD88"]
         assert r["stale_files"] == ["/etc/apt/sources.list.d/docker.list"]
     else:
         assert r["file"] == "/etc/yum.repos.d/docker-ce.repo"
         assert r["yum"]["name"] == "docker-ce-stable"
         assert r["yum"]["baseurl"] == base + "/$releasever/$basearch/stable"
-        assert r["yum"]["gpgkey"] == base + "/gpg" and r["yum"]["gpgcheck"] is True
+        assert r["yum"]["gpgkey"] == "file:///etc/pki/rpm-gpg/RPM-GPG-KEY-docker" and r["yum"]["gpgcheck"] is True
+        # Docker signs its rpm repositories with another key than its apt ones.
+        assert r["key_fingerprints"] == ["060A61C51B558A7F742B77AAC52FEB6B621E9F35"]
         assert r["stale_files"] == []
 
 
@@ -130,7 +145,7 @@ def test_docker_mirror_and_channel():
     assert r["key_url"] == "http://mirror.example.internal/docker/ubuntu/gpg"
     r = repo("Rocky-9", "docker", url="http://mirror.example.internal/docker/rhel", key_url="http://keys/docker.gpg")
     assert r["yum"]["baseurl"] == "http://mirror.example.internal/docker/rhel/$releasever/$basearch/stable"
-    assert r["yum"]["gpgkey"] == "http://keys/docker.gpg"
+    assert r["key_url"] == "http://keys/docker.gpg"
 
 
 # --- NVIDIA's container toolkit repository (container_runtime) ---------------------------------
@@ -157,7 +172,8 @@ def test_nvidia_container_toolkit_mirror():
     r = repo("Debian-12", "nvidia_container_toolkit", url="http://mirror.example.internal/libnvidia-container/",
              channel="experimental")
     assert r["deb822"]["uris"] == ["http://mirror.example.internal/libnvidia-container/experimental/deb/amd64"]
-    assert r["deb822"]["signed_by"] == "http://mirror.example.internal/libnvidia-container/gpgkey"
+    assert r["key_url"] == "http://mirror.example.internal/libnvidia-container/gpgkey"
+    assert r["deb822"]["signed_by"] == "/etc/apt/keyrings/nvidia-container-toolkit.asc"
 
 
 # --- refusals -----------------------------------------------------------------------------------
@@ -195,8 +211,9 @@ def test_retired_variables_are_gone_from_the_roles():
 
 
 def test_registered_and_documented():
-    assert set(filters.FilterModule().filters()) == {"package_repository", "package_repository_retired"}
-    for name in ("package_repository", "package_repository_retired"):
+    assert set(filters.FilterModule().filters()) == {"package_repository", "package_repository_retired",
+                                                     "plain_http_warning"}
+    for name in ("package_repository", "package_repository_retired", "plain_http_warning"):
         with open(os.path.join(REPO, "plugins", "filter", name + ".yml")) as handle:
             doc = yaml.safe_load(handle)
         assert doc["DOCUMENTATION"]["name"] == name
