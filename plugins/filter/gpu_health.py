@@ -12,6 +12,7 @@ Documentation: one <filter name>.yml beside this file per filter.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 
@@ -234,6 +235,48 @@ def gpu_health_of_hosts(hostvars, hosts):
     return found
 
 
+_WHOLE_NUMBER = re.compile(r"^[0-9]+\Z")
+_NUMBER = re.compile(r"^[0-9]+(\.[0-9]+)?\Z")
+# Paths the role writes or runs from, absolute; the textfile collector reads only *.prom.
+_ABSOLUTE_PATHS = ("gpu_health_report_path", "gpu_health_textfile_path", "gpu_health_venv_path",
+                   "gpu_health_timer_install_dir", "gpu_health_timer_config_path")
+
+
+def _count_ok(value, pattern=_WHOLE_NUMBER):
+    """A non-negative number, also as the string -e gives (\"3600\"); never a boolean."""
+    return not isinstance(value, bool) and isinstance(value, (int, float, str)) and bool(pattern.match(str(value)))
+
+
+def gpu_health_preflight_errors(settings):
+    """Every problem with gpu_health's variables (keyed by name) that argument_specs cannot express,
+    one message per broken rule naming the variable, its value and what is allowed; [] when all is well."""
+    if not isinstance(settings, Mapping):
+        raise AnsibleFilterError("gpu_health_preflight_errors expects the role's variables as a dict")
+    errors = []
+    count = settings.get("gpu_health_expected_gpu_count")
+    if count is not None and not _count_ok(count):
+        errors.append("gpu_health_expected_gpu_count=%s must be null (no expectation) or a whole number, 0 or more"
+                      % json.dumps(count))
+    for name in ("gpu_health_apt_cache_valid_time", "gpu_health_timer_randomized_delay_sec"):
+        if not _count_ok(settings.get(name)):
+            errors.append("%s=%s must be a whole number of seconds, 0 or more" % (name, json.dumps(settings.get(name))))
+    limits = settings.get("gpu_health_limits") or {}
+    for key, value in sorted(limits.items()):
+        values = value if isinstance(value, list) else [value]
+        if key == "mig_allowed" or all(_count_ok(item, _NUMBER) for item in values):
+            continue
+        errors.append("gpu_health_limits.%s=%s must not be negative: a number, 0 or more" % (key, json.dumps(value)))
+    for name in _ABSOLUTE_PATHS:
+        path = settings.get(name)
+        if not isinstance(path, str) or not path.startswith("/") or re.search(r"[\r\n]", path):
+            errors.append("%s=%s must be an absolute path on one line (it starts with /)" % (name, json.dumps(path)))
+    textfile = settings.get("gpu_health_textfile_path")
+    if isinstance(textfile, str) and not re.search(r"\.prom\Z", textfile):
+        errors.append("gpu_health_textfile_path=%s must end in .prom: node_exporter's textfile collector reads "
+                      "only *.prom" % json.dumps(textfile))
+    return errors
+
+
 class FilterModule:
     """inferops.gpu gpu_health filters."""
 
@@ -250,4 +293,5 @@ class FilterModule:
             "gpu_health_model_groups": gpu_health_model_groups,
             "gpu_health_host_info": gpu_health_host_info,
             "gpu_health_of_hosts": gpu_health_of_hosts,
+            "gpu_health_preflight_errors": gpu_health_preflight_errors,
         }

@@ -109,10 +109,10 @@ def nccl_tuning_health_note(health):
     return "gpu_health: %s GPUs, %d P2P-unsafe GPU pairs" % (health.get("gpu_count"), len(unsafe))
 
 
-_SHM_SIZE = re.compile(r"^([1-9][0-9]*[kKmMgGtT]?|([1-9][0-9]?|100)%)$")
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_BDF = re.compile(r"^[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$")
-_UNIT = re.compile(r"^[A-Za-z0-9:_.\-]+\.service$")
+_SHM_SIZE = re.compile(r"^([1-9][0-9]*[kKmMgGtT]?|([1-9][0-9]?|100)%)\Z")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
+_BDF = re.compile(r"^[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]\Z")
+_UNIT = re.compile(r"^[A-Za-z0-9:_.\-]+\.service\Z")
 
 
 def _json(value):
@@ -157,10 +157,10 @@ def nccl_tuning_preflight_errors(settings):
     if both:
         errors.append("nccl_tuning_env_pinned and nccl_tuning_env_forbidden both name %s: keep one" % _json(both))
     memlock = str(settings["nccl_tuning_memlock_limit"])
-    if not re.match(r"^(unlimited|infinity|[0-9]+)$", memlock):
+    if not re.match(r"^(unlimited|infinity|[0-9]+)\Z", memlock):
         errors.append("nccl_tuning_memlock_limit=%s must be unlimited or a non-negative number of KiB" % _json(memlock))
     domains = [str(domain) for domain in settings["nccl_tuning_memlock_domains"]]
-    if not domains or any(not re.match(r"^\S+$", domain) for domain in domains):
+    if not domains or any(not re.match(r"^\S+\Z", domain) for domain in domains):
         errors.append("nccl_tuning_memlock_domains=%s must list one or more single-word domains "
                       "(*, root, a user, @group, uid range)" % _json(domains))
     conf, env_file = str(settings["nccl_tuning_conf_path"]), str(settings["nccl_tuning_env_file_path"])

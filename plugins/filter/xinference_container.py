@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 from ansible.errors import AnsibleFilterError
 
-_IPV4 = re.compile(r"^[0-9]+(\.[0-9]+){3}$")
+_IPV4 = re.compile(r"^[0-9]+(\.[0-9]+){3}\Z")
 
 
 def xinference_address(host_vars):

@@ -98,7 +98,7 @@ def normalize_n_gpu(value):
     text = str(value).strip().lower()
     if text in ("auto", "cpu"):
         return text
-    if re.match(r"^-?\d+$", text):
+    if re.match(r"^-?\d+\Z", text):
         return int(text)
     raise ValueError("n_gpu must be a whole number of GPUs, 'auto' or 'cpu', got %r" % (value,))
 

@@ -127,7 +127,7 @@ def _size_for_body(value):
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return int(value) if float(value).is_integer() else value
     text = str(value).strip()
-    if re.match(r"^\d+$", text):
+    if re.match(r"^\d+\Z", text):
         return int(text)
     return text
 
