@@ -44,36 +44,6 @@ _DEB_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "
 _CUDA_ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "sbsa", "arm64": "sbsa"}
 _URL = re.compile(r"^(https?|file)://\S+\Z")
 
-# The vendors' signing keys, pinned by primary-key fingerprint (checked on the host by
-# inferops.gpu.repository_key before a repository is written). Docker signs its rpm repositories
-# with another key than its apt ones. NVIDIA's RHEL key (D42D0685.pub) is not pinned here: no
-# public reference of its full fingerprint was at hand, so package_repository_cuda_key_fingerprint
-# must be set on the RHEL family (the repository is refused until it is).
-PINNED = {
-    ("cuda", "apt"): "EB693B3035CD5710E231E123A4B469963BF863CC",
-    ("docker", "apt"): "9DC858229FC7DD38854AE2D88D81803C0EBFCD88",
-    ("docker", "dnf"): "060A61C51B558A7F742B77AAC52FEB6B621E9F35",
-    ("nvidia_container_toolkit", "apt"): "C95B321B61E88C1809C4F759DDCAE044F796ECB0",
-    ("nvidia_container_toolkit", "dnf"): "C95B321B61E88C1809C4F759DDCAE044F796ECB0",
-}
-
-_display = Display()
-
-
-def plain_http_warning(value, variable):
-    """The warning for a plain http:// URL in `variable` ('' for https://, file:// or empty)."""
-    if str(value or "").strip().lower().startswith("http://"):
-        return ("%s=%s is plain http://: anyone on the path can see and alter what is downloaded (packages are "
-                "still checked against the repository's pinned signing key); prefer https://." % (variable, value))
-    return ""
-
-
-def _warn_http(value, variable):
-    message = plain_http_warning(value, variable)
-    if message:
-        # Display deduplicates: one warning per run however many hosts and tasks ask.
-        _display.warning(message)
-
 
 def _platform(platform):
     if not isinstance(platform, Mapping):
