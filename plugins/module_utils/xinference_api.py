@@ -16,9 +16,11 @@ from __future__ import annotations
 import json
 import re
 import socket
+import ssl
 import time
+from http.client import HTTPException
 from urllib.error import HTTPError, URLError
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 from ansible.module_utils.urls import open_url
 
@@ -29,6 +31,10 @@ _SECRET_PATTERNS = (
     re.compile(r"(?i)((?:access_token|refresh_token|token|api_key|password|setup_token)[\"']?\s*[:=]\s*[\"']?)[^\s\"',}]+"),
 )
 MAX_DETAIL = 400
+NOT_JSON = ("the answer is not the JSON Xinference sends: url must point at Xinference's REST API (not a web page, "
+            "a proxy's login page or another service); nothing further was requested")
+TLS_ADVICE = ("the TLS handshake failed: give the server a certificate this host trusts (or its CA), or set "
+              "validate_certs=false only for a test endpoint")
 
 
 class XinferenceError(Exception):
@@ -72,12 +78,34 @@ def _advice(status):
     return "check the request parameters"
 
 
+def url_problem(url):
+    """Why url is not an http(s) URL of a server ('' when it is one)."""
+    text = url if isinstance(url, str) else ""
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError as exc:
+        return "it does not parse (%s)" % exc
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "it needs http:// or https:// and a host, for example http://127.0.0.1:9997"
+    if re.search(r"[\s\x00-\x1f\x7f]", text):
+        return "it holds blanks or control characters"
+    if port == 0:
+        return "port 0 is not a port"
+    return ""
+
+
+def shown_url(url):
+    """The URL without user:password@ (messages only)."""
+    return re.sub(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@]*@", r"\1********@", str(url))
+
+
 class XinferenceClient(object):
     """REST calls to one Xinference endpoint. Raises XinferenceError."""
 
     def __init__(self, url, api_key=None, username=None, password=None, validate_certs=True,
                  request_timeout=60, opener=None):
-        self.url = url.rstrip("/")
+        self.url = url.rstrip("/") if isinstance(url, str) else url
         self.api_key = api_key
         self.username = username
         self.password = password
@@ -91,6 +119,17 @@ class XinferenceClient(object):
 
     def _secrets(self):
         return (self.api_key, self.password, self._token)
+
+    def _json(self, method, path, status, response, raw):
+        """The parsed body; fails unless it is JSON (an HTML page, an empty body or another content type)."""
+        headers = getattr(response, "headers", None)
+        content_type = headers.get("Content-Type") if headers is not None else None
+        parsed = _parse(raw)
+        if content_type is not None and "json" not in content_type.lower():
+            self._fail(method, path, status, "Content-Type %s: %s" % (content_type, _snippet(raw)), NOT_JSON)
+        if not raw or not isinstance(raw, (bytes, str)) or (isinstance(parsed, str) and not _is_json(raw)):
+            self._fail(method, path, status, "an empty body" if not raw else _snippet(raw), NOT_JSON)
+        return parsed
 
     def _headers(self, auth):
         headers = {"Accept": "application/json"}
@@ -106,7 +145,7 @@ class XinferenceClient(object):
         if detail and len(detail) > MAX_DETAIL:
             detail = detail[:MAX_DETAIL] + "..."
         message = "Xinference at %s: %s %s %s" % (
-            self.url, method, path,
+            shown_url(self.url), method, path,
             "answered HTTP %s" % status if status is not None else "got no answer")
         if detail:
             message += " (%s)" % detail
@@ -118,6 +157,10 @@ class XinferenceClient(object):
         full = path
         if query:
             full = "%s?%s" % (path, urlencode(query))
+        problem = url_problem(self.url)
+        if problem:
+            raise XinferenceError("url=%s is not an Xinference URL: %s; nothing was requested"
+                                  % (json.dumps(redact(shown_url(self.url), self._secrets())), problem))
         headers = self._headers(auth)
         data = None
         if body is not None:
@@ -136,23 +179,31 @@ class XinferenceClient(object):
                 raw = exc.read()
             except Exception:  # pylint: disable=broad-except
                 raw = b""
-            parsed = _parse(raw)
             if status in ok_statuses:
-                return status, parsed
-            self._fail(method, full, status, _detail(parsed, raw))
+                # Xinference's own 404/400/... are JSON; a proxy's HTML error page is not an answer from it.
+                return status, self._json(method, full, status, exc, raw)
+            self._fail(method, full, status, _detail(_parse(raw), raw))
         except URLError as exc:
             reason = getattr(exc, "reason", exc)
+            if isinstance(reason, ssl.SSLError) or "CERTIFICATE" in str(reason).upper():
+                self._fail(method, full, None, str(reason), TLS_ADVICE)
+            if isinstance(reason, (socket.timeout, TimeoutError)):
+                self._fail(method, full, None, "timed out after %ss" % (timeout or self.request_timeout),
+                           "Xinference accepted the connection but did not answer in time: check its load and "
+                           "log, or raise request_timeout")
             self._fail(method, full, None, str(reason),
                        "check that Xinference is running and listening there (url, port, firewall, container "
                        "state); a refused connection means nothing listens on that port")
+        except ssl.SSLError as exc:
+            self._fail(method, full, None, str(exc), TLS_ADVICE)
         except (socket.timeout, TimeoutError) as exc:
             self._fail(method, full, None, "timed out after %ss" % (timeout or self.request_timeout),
                        "Xinference accepted the connection but did not answer in time: check its load and log, "
                        "or raise request_timeout (%s)" % exc.__class__.__name__)
-        except (ConnectionError, OSError) as exc:
-            self._fail(method, full, None, str(exc),
+        except (ConnectionError, OSError, HTTPException, ValueError) as exc:
+            self._fail(method, full, None, "%s: %s" % (exc.__class__.__name__, exc),
                        "check that Xinference is running and listening there (url, port, firewall, container state)")
-        return status, _parse(raw)
+        return status, self._json(method, full, status, response, raw)
 
     # -- auth --------------------------------------------------------------------------------
 
@@ -356,6 +407,19 @@ def _parse(raw):
         return json.loads(raw)
     except ValueError:
         return raw
+
+
+def _is_json(raw):
+    try:
+        json.loads(raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw)
+    except ValueError:
+        return False
+    return True
+
+
+def _snippet(raw):
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw or "")
+    return " ".join(text.split())[:120] or "an empty body"
 
 
 def _detail(parsed, raw):
