@@ -8,7 +8,8 @@ Used by the drift_report callback (drift.json, drift.md, its warnings), the mask
 envs). Pure Python, no Ansible import.
 
 A name looks secret when one of its words (split at _ - . space and camelCase) is token, password,
-passwd, pass, pwd, secret, key, apikey, credential(s), auth, authorization, cookie or session, and
+passwd, pass, pwd, secret, key, apikey, credential(s), auth, authorization, cookie or session (not
+tokens: max_tokens is a number), and
 its last word does not say it is something else: a path, a file, a name, a URL, a flag, a method...
 (api_key_path, auth_enabled, key_url are information, not secrets). Values masked:
 - the value of such a key in a dict (recursively; booleans, numbers and None stay, they carry no
@@ -25,7 +26,7 @@ from collections.abc import Mapping
 MASK = "********"
 
 SECRET_WORDS = frozenset((
-    "token", "tokens", "password", "passwords", "passwd", "pass", "pwd", "passphrase", "secret", "secrets",
+    "token", "password", "passwords", "passwd", "pass", "pwd", "passphrase", "secret", "secrets",
     "key", "apikey", "credential", "credentials", "auth", "authorization", "cookie", "session",
 ))
 # A last word that names what the value is when it is not the secret itself.
@@ -34,6 +35,7 @@ NOT_SECRET_LAST_WORDS = frozenset((
     "enabled", "disabled", "required", "method", "methods", "mode", "type", "id", "ids", "fingerprint",
     "fingerprints", "length", "size", "ring", "keyring", "server", "servers", "host", "hosts", "port", "user",
     "username", "owner", "group", "expiry", "expires", "ttl", "algorithm", "format", "header", "policy",
+    "description",
 ))
 
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
@@ -125,3 +127,17 @@ def masked_strings(value):
     if isinstance(value, str):
         return mask_text(value)
     return value
+
+
+def plain_values(mapping):
+    """The values of the other keys of a flat dict, as Ansible lists no_log values (strings, numbers
+    as text; booleans and None are never hidden)."""
+    return set(str(value) for key, value in (mapping or {}).items()
+               if not is_secret_name(key) and value is not None and not isinstance(value, bool) and str(value) != "")
+
+
+def url_password(url):
+    """The password of a URL's userinfo (scheme://user:password@host), '' when it has none: a
+    module adds it to its no_log values, so its URL option stays readable and the password does not."""
+    match = _URL_USERINFO.search(str(url or ""))
+    return match.group("password") if match else ""

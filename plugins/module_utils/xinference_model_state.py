@@ -23,6 +23,7 @@ from ansible.module_utils.errors import UnsupportedError
 from ansible_collections.inferops.gpu.plugins.module_utils.model_preflight import (
     MODEL_TYPES, effective_envs, gpus_per_replica, normalize_n_gpu, parse_size_in_billions, preflight,
     validate_launch)
+from ansible_collections.inferops.gpu.plugins.module_utils.secrets import MASK, is_secret_name
 from ansible_collections.inferops.gpu.plugins.module_utils.xinference_api import (
     XinferenceClient, XinferenceError, redact)
 
@@ -60,7 +61,9 @@ ARGUMENT_SPEC = {
     "replica": {"type": "int", "default": 1},
     "worker_ip": {"type": "str"},
     "n_worker": {"type": "int"},
-    "envs": {"type": "dict", "default": {}},
+    # no_log so that a failure while the arguments are parsed shows none of its values; the module
+    # then keeps hidden only the values of secret-looking names (secrets.py), see modules/xinference_model.py.
+    "envs": {"type": "dict", "default": {}, "no_log": True},
     "apply_nccl_env": {"type": "bool", "default": True},
     "engine_kwargs": {"type": "dict", "default": {}},
     "model_path": {"type": "str"},
@@ -79,7 +82,6 @@ INVALID = "invalid parameters, nothing was requested: "
 EXPLICIT_KEYS = ("model_uid", "model_name", "model_type", "model_engine", "model_format", "model_size_in_billions",
                  "quantization", "replica", "n_gpu", "gpu_idx", "worker_ip", "n_worker", "envs", "model_path",
                  "request_limits", "peft_model_config", "download_hub", "replica_config")
-SECRET_ENV = re.compile(r"(?i)(token|secret|password|passwd|key|credential)")
 # Parameters Xinference reports for a running model, compared for idempotence.
 REPORTED = ("model_name", "model_type", "model_engine", "model_format", "model_size_in_billions", "quantization",
             "replica", "n_worker")
@@ -118,7 +120,7 @@ def validate_declaration(declaration):
 
 
 def mask_envs(envs):
-    return dict((key, "********" if SECRET_ENV.search(key) else value) for key, value in (envs or {}).items())
+    return dict((key, MASK if is_secret_name(key) else value) for key, value in (envs or {}).items())
 
 
 def _size_for_body(value):

@@ -160,6 +160,7 @@ import tempfile
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_bytes, to_text
 
+from ansible_collections.inferops.gpu.plugins.module_utils.secrets import url_password
 from ansible_collections.inferops.gpu.plugins.module_utils.xinference_api import (
     XinferenceClient, XinferenceError, redact, setup_token_from_db, setup_token_from_log)
 
@@ -361,6 +362,9 @@ def main():
         },
         supports_check_mode=True,
     )
+    # A password in the URL (scheme://user:password@host) is hidden like the password option.
+    if url_password(module.params["url"]):
+        module.no_log_values.add(url_password(module.params["url"]))
     bootstrap = AuthBootstrap(module)
     try:
         bootstrap.run()

@@ -364,6 +364,7 @@ preflight:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.inferops.gpu.plugins.module_utils.secrets import plain_values, secret_values, url_password
 from ansible_collections.inferops.gpu.plugins.module_utils.xinference_model_state import (
     ARGUMENT_SPEC, MUTUALLY_EXCLUSIVE, REQUIRED_TOGETHER, ModelManager)
 
@@ -373,6 +374,14 @@ def main():
     # xinference role's preflight shares (filter xinference_model_errors).
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True,
                            mutually_exclusive=MUTUALLY_EXCLUSIVE, required_together=REQUIRED_TOGETHER)
+    # envs is no_log in the spec, so a failure while the arguments are parsed shows none of its values.
+    # Once parsed, only the values of secret-looking names (HF_TOKEN, ...) stay hidden: Ansible masks a
+    # no_log value wherever it occurs in the output, and a hidden NCCL_P2P_DISABLE=1 would mask every "1".
+    envs = module.params.get("envs") or {}
+    keep = secret_values(envs) | set(str(module.params[name]) for name in ("password", "api_key") if module.params.get(name))
+    module.no_log_values.difference_update(plain_values(envs) - keep)
+    if url_password(module.params["url"]):
+        module.no_log_values.add(url_password(module.params["url"]))
     ModelManager(module).run()
 
 
