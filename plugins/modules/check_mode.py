@@ -9,7 +9,7 @@ DOCUMENTATION = r"""
 ---
 module: check_mode
 short_description: Tell whether the task runs in check mode, however check mode was asked for
-version_added: 0.1.0
+version_added: 0.2.0
 description:
   - Returns RV(check_mode), true when the task runs in check mode, whether from C(--check) or from a
     C(check_mode=true) keyword on the play, a block or the task.

@@ -9,7 +9,7 @@ DOCUMENTATION = r"""
 ---
 module: repository_key
 short_description: Download a package repository's signing key, check its pinned fingerprint, then write it
-version_added: 0.1.0
+version_added: 0.2.0
 description:
   - Downloads the OpenPGP public key at O(url) on the managed host, computes the fingerprint of every primary
     key in it (without gpg) and writes it to O(dest), ASCII-armored, only when every one of them is in

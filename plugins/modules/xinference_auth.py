@@ -9,7 +9,7 @@ DOCUMENTATION = r"""
 ---
 module: xinference_auth
 short_description: First-run admin and the clients' API key of an Xinference endpoint, kept in a 0600 file
-version_added: 0.1.0
+version_added: 0.2.0
 description:
   - Bootstraps Xinference 3.0+ advanced authentication on the host that runs the endpoint, and keeps the
     clients' API key in O(api_key_path) (mode C(0600), owner root when run as root).

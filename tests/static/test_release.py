@@ -7,12 +7,15 @@
   when no fragment is pending, a later version when fragments are waiting for the next release.
 - meta/runtime.yml's requires_ansible admits the ansible-core that requirements-dev.txt pins
   (the only one the suite runs) and claims nothing older than its minor release.
+- every module's and plugin's version_added is the first release whose changelog lists it, or
+  galaxy.yml's version for one no release lists yet (what ansible-doc tells a user is true).
 - `antsibull-docs lint-collection-docs --plugin-docs --validate-collection-refs=self` passes:
   every module, plugin and role renders, and every reference to this collection resolves.
 
 Everything runs on copies in a temporary directory; the checkout is never written. About 12 s.
 """
 
+import ast
 import re
 import shutil
 import subprocess
@@ -93,6 +96,40 @@ def test_requires_ansible_admits_the_tested_ansible_core():
     assert older not in spec, (
         f"meta/runtime.yml requires_ansible {spec} admits ansible-core {older}, which the suite never "
         f"runs (it pins {tested})")
+
+
+def _documented_plugins():
+    """(kind, name, version_added) of every module and plugin from its DOCUMENTATION."""
+    found = []
+    for path in sorted((REPO / "plugins").glob("*/*.py")):
+        kind = path.parent.name
+        if kind in ("module_utils", "filter", "action"):  # filters: .yml docs; actions: their module's
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "DOCUMENTATION" for t in node.targets):
+                doc = yaml.safe_load(node.value.value)
+                found.append(("modules" if kind == "modules" else kind, path.stem, doc.get("version_added")))
+    for path in sorted((REPO / "plugins" / "filter").glob("*.yml")):
+        doc = yaml.safe_load(path.read_text())["DOCUMENTATION"]
+        found.append(("filter", doc["name"], doc.get("version_added")))
+    return found
+
+
+def test_version_added_is_the_release_that_first_lists_it():
+    first = {}
+    for version in sorted(_releases(), key=lambda v: Version(str(v))):
+        release = _releases()[version]
+        entries = [("modules", item["name"]) for item in release.get("modules", [])]
+        entries += [(kind, item["name"]) for kind, items in (release.get("plugins") or {}).items() for item in items]
+        for entry in entries:
+            first.setdefault(entry, str(version))
+    upcoming = str(_galaxy()["version"])
+    wrong = [f"{kind} {name}: version_added {added!r}, want {first.get((kind, name), upcoming)!r}"
+             for kind, name, added in _documented_plugins()
+             if str(added) != first.get((kind, name), upcoming)]
+    assert len(_documented_plugins()) >= 25
+    assert not wrong, "version_added does not match changelogs/changelog.yaml (" \
+        "a release lists it) or galaxy.yml (not released yet):\n" + "\n".join(wrong)
 
 
 def test_antsibull_docs_lint_collection_docs(tmp_path):
