@@ -46,17 +46,21 @@ def forms(value: str) -> list[bytes]:
     return found
 
 
-def find(data: bytes, canaries: dict, where: str) -> list:
-    """Every canary kind found in `data` (one hit per kind), the value masked in the excerpt."""
+def find(data: bytes, canaries: dict, where: str, limit: int = 5) -> list:
+    """Where each canary is in `data` (up to `limit` places per kind, `where:<line>`), the value
+    masked in the excerpt."""
     hits = []
     for kind, value in canaries.items():
+        places = []
         for form in forms(value):
             at = data.find(form)
-            if at < 0:
-                continue
+            while at >= 0 and len(places) < limit:
+                places.append((at, form))
+                at = data.find(form, at + len(form))
+        for at, form in sorted(places)[:limit]:
             around = data[max(0, at - EXCERPT):at + len(form) + EXCERPT].replace(form, f"<{kind}>".encode())
-            hits.append(Hit(where, kind, mask(around.decode("utf-8", "replace"), canaries).replace("\n", "\\n")))
-            break
+            hits.append(Hit("%s:%d" % (where, data.count(b"\n", 0, at) + 1), kind,
+                            mask(around.decode("utf-8", "replace"), canaries).replace("\n", "\\n")))
     return hits
 
 

@@ -2,7 +2,8 @@
 
 Each runs `molecule test -s <name>` from the repository root with the shared base config
 (.config/molecule/config.yml). Its full log: .cache/logs/molecule-<name>.log. Besides Molecule's
-own verdict, the check-mode step on the converged hosts must report changed=0.
+own verdict, the check-mode step on the converged hosts must report changed=0, and no canary
+secret (a CANARY-... value a scenario's inventory holds, issue 11) may appear in the log.
 """
 
 import os
@@ -13,6 +14,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "harness"))
 
+from canary import PREFIX  # noqa: E402
 from harness import REPO, check_step_changes, run_logged, tool_env  # noqa: E402
 
 TIMEOUT = int(os.environ.get("INFEROPS_MOLECULE_TIMEOUT", "2700"))
@@ -42,3 +44,8 @@ def test_molecule_scenario(scenario):
     assert not changed, run.failure(
         f"check mode on the converged hosts reported changes {changed}: a converged host "
         "must need no change")
+    # Every step's output, the converge at -vvv --diff included (molecule/cluster): a canary
+    # secret in it was printed by a task that should have been no_log.
+    leaked = [line for line in run.text.splitlines() if PREFIX in line]
+    assert not leaked, (f"{len(leaked)} line(s) of {run.log} show a canary secret ({PREFIX}...), "
+                        "first: " + leaked[0][:400])

@@ -22,7 +22,7 @@ CANARIES = {"admin-password": "CANARY-admin-password-0a1b2c3d4e",
 def test_finds_the_value_and_masks_it_in_the_excerpt():
     data = b'{"password": "CANARY-admin-password-0a1b2c3d4e", "x": 1}'
     hits = canary.find(data, CANARIES, "log")
-    assert [(h.where, h.kind) for h in hits] == [("log", "admin-password")]
+    assert [(h.where, h.kind) for h in hits] == [("log:1", "admin-password")]
     assert "CANARY-admin-password-0a1b2c3d4e" not in str(hits[0])
     assert '"password": "<admin-password>"' in hits[0].excerpt
 
@@ -33,6 +33,13 @@ def test_finds_the_value_base64_encoded_at_every_alignment():
         encoded = base64.b64encode((prefix + value).encode())
         data = b'{"auths": {"localhost:5000": {"auth": "' + encoded + b'"}}}'
         assert [h.kind for h in canary.find(data, CANARIES, "config.json")] == ["api-key"], prefix
+
+
+def test_every_place_by_line_up_to_the_limit():
+    data = b"a\nCANARY-admin-password-0a1b2c3d4e\nb\nx CANARY-admin-password-0a1b2c3d4e\n" * 3
+    hits = canary.find(data, CANARIES, "log")
+    assert [h.where for h in hits] == ["log:2", "log:4", "log:6", "log:8", "log:10"]
+    assert len(canary.find(data, CANARIES, "log", limit=100)) == 6
 
 
 def test_clean_data_gives_no_hit():
@@ -47,7 +54,7 @@ def test_scan_paths_walks_trees_and_skips_exclusions(tmp_path):
     (tmp_path / "inventory" / "all.yml").write_text("pw: CANARY-admin-password-0a1b2c3d4e\n")
     (tmp_path / "clean.json").write_text("{}")
     hits = canary.scan_paths([tmp_path, tmp_path / "missing"], CANARIES, exclude=[tmp_path / "inventory"])
-    assert [(Path(h.where).name, h.kind) for h in hits] == [("drift.md", "admin-password")]
+    assert [(Path(h.where).name, h.kind) for h in hits] == [("drift.md:1", "admin-password")]
     assert len(canary.scan_paths([tmp_path / "inventory" / "all.yml"], CANARIES)) == 1
 
 
