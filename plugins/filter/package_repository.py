@@ -18,6 +18,9 @@ from collections.abc import Mapping
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.inferops.gpu.plugins.filter.url_policy import warn_plain_http
+from ansible_collections.inferops.gpu.plugins.module_utils.openpgp import normalize_fingerprint
+
 VENDORS = ("cuda", "docker", "nvidia_container_toolkit")
 RHEL_FAMILY = ("RedHat", "Rocky", "AlmaLinux", "CentOS", "OracleLinux")
 
@@ -44,6 +47,19 @@ _DEB_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "
 _CUDA_ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "sbsa", "arm64": "sbsa"}
 _URL = re.compile(r"^(https?|file)://\S+\Z")
 
+# The vendors' signing keys, pinned by primary-key fingerprint (checked on the host by
+# inferops.gpu.repository_key before a repository is written). Docker signs its rpm repositories
+# with another key than its apt ones. NVIDIA's RHEL key (D42D0685.pub) is not pinned here: no
+# public reference of its full fingerprint was at hand, so package_repository_cuda_key_fingerprint
+# must be set on the RHEL family (the repository is refused until it is).
+PINNED = {
+    ("cuda", "apt"): "EB693B3035CD5710E231E123A4B469963BF863CC",
+    ("docker", "apt"): "9DC858229FC7DD38854AE2D88D81803C0EBFCD88",
+    ("docker", "dnf"): "060A61C51B558A7F742B77AAC52FEB6B621E9F35",
+    ("nvidia_container_toolkit", "apt"): "C95B321B61E88C1809C4F759DDCAE044F796ECB0",
+    ("nvidia_container_toolkit", "dnf"): "C95B321B61E88C1809C4F759DDCAE044F796ECB0",
+}
+
 
 def _platform(platform):
     if not isinstance(platform, Mapping):
@@ -65,6 +81,8 @@ def _url(value, default, variable):
         return default
     if not _URL.match(value):
         raise AnsibleFilterError("%s must be an http(s):// or file:// URL, got '%s'" % (variable, value))
+    # Accepted, never silently (shown once per run).
+    warn_plain_http(value, variable)
     return value
 
 
@@ -141,7 +159,25 @@ def _nvidia_container_toolkit(platform, family, url, key_url, channel):
 _BUILDERS = {"cuda": _cuda, "docker": _docker, "nvidia_container_toolkit": _nvidia_container_toolkit}
 
 
-def package_repository(platform, vendor, url="", key_url="", channel="stable"):
+def _fingerprint(vendor, family, value):
+    variable = "package_repository_%s_key_fingerprint" % vendor
+    given = str(value or "").strip()
+    if not given:
+        pinned = PINNED.get((vendor, family))
+        if pinned is None:
+            raise AnsibleFilterError(
+                "%s is empty and no fingerprint is pinned for this repository's key on the %s family: set it to the "
+                "fingerprint of the key the repository is signed with (40 hexadecimal digits, checked out of band)"
+                % (variable, "RHEL" if family == "dnf" else "Debian"))
+        return pinned, variable
+    normalized = normalize_fingerprint(given)
+    if normalized is None:
+        raise AnsibleFilterError("%s='%s' is not an OpenPGP fingerprint: use the 40 hexadecimal digits gpg prints "
+                                 "(spaces allowed), or leave it empty for the vendor's pinned key" % (variable, given))
+    return normalized, variable
+
+
+def package_repository(platform, vendor, url="", key_url="", channel="stable", key_fingerprint=""):
     """The definition of one vendor repository for this platform (see package_repository.yml)."""
     if vendor not in VENDORS:
         raise AnsibleFilterError("package_repository: vendor must be one of %s, got '%s'" % (", ".join(VENDORS), vendor))
@@ -150,9 +186,17 @@ def package_repository(platform, vendor, url="", key_url="", channel="stable"):
     name = repo["name"]
     repo["vendor"] = vendor
     repo["family"] = "apt" if family == "Debian" else "dnf"
-    # deb822_repository names both files after `name`; an ASCII-armoured key is kept as .asc.
-    repo["deb822"].update({"name": name, "types": ["deb"], "signed_by": repo["key_url"]})
-    repo["yum"].update({"file": name if vendor != "docker" else "docker-ce", "gpgkey": repo["key_url"], "enabled": True})
+    fingerprint, variable = _fingerprint(vendor, repo["family"], key_fingerprint)
+    repo["key_fingerprints"] = [fingerprint]
+    repo["key_fingerprint_variable"] = variable
+    # The key is downloaded and checked against the pin by inferops.gpu.repository_key, which writes it
+    # here; the repository then names this file, never the URL (nothing unverified is fetched later).
+    # The apt path is the one deb822_repository used for a key URL, so existing sources do not change.
+    repo["key_file"] = ("/etc/apt/keyrings/%s.asc" % name if family == "Debian"
+                        else "/etc/pki/rpm-gpg/RPM-GPG-KEY-%s" % name)
+    repo["deb822"].update({"name": name, "types": ["deb"], "signed_by": repo["key_file"]})
+    repo["yum"].update({"file": name if vendor != "docker" else "docker-ce", "gpgkey": "file://" + repo["key_file"],
+                        "enabled": True})
     repo["file"] = ("/etc/apt/sources.list.d/%s.sources" % name if family == "Debian"
                     else "/etc/yum.repos.d/%s.repo" % repo["yum"]["file"])
     repo["stale_files"] = list(_STALE_APT[vendor]) if family == "Debian" else []

@@ -211,9 +211,8 @@ def test_retired_variables_are_gone_from_the_roles():
 
 
 def test_registered_and_documented():
-    assert set(filters.FilterModule().filters()) == {"package_repository", "package_repository_retired",
-                                                     "plain_http_warning"}
-    for name in ("package_repository", "package_repository_retired", "plain_http_warning"):
+    assert set(filters.FilterModule().filters()) == {"package_repository", "package_repository_retired"}
+    for name in ("package_repository", "package_repository_retired"):
         with open(os.path.join(REPO, "plugins", "filter", name + ".yml")) as handle:
             doc = yaml.safe_load(handle)
         assert doc["DOCUMENTATION"]["name"] == name
