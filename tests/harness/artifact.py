@@ -5,7 +5,8 @@ Ansible from there with nothing of the checkout on any path.
 Used by tests/static/test_artifact.py (ansible-doc of every plugin and role entry point) and by the
 Molecule scenario molecule/artifact (its dependency step installs, its verifier runs the playbooks):
 
-    .venv/bin/python tests/harness/artifact.py install DEST     # prints DEST/ansible_collections/inferops/gpu
+    .venv/bin/python tests/harness/artifact.py install DEST          # prints DEST/ansible_collections/inferops/gpu
+    .venv/bin/python tests/harness/artifact.py install DEST --ee     # and builds the EE (tests/ee/build.py) if stale
 
 The dependencies (community.docker, community.general, ansible.posix) are not installed: no Galaxy
 is reachable here, and the `ansible` package in .venv bundles them (found on sys.path, as for a user
@@ -85,10 +86,15 @@ def clean_env(collections_path: Path | None, **extra: str) -> dict[str, str]:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 3 or argv[1] != "install":
+    if len(argv) not in (3, 4) or argv[1] != "install" or argv[3:] not in ([], ["--ee"]):
         print(__doc__, file=sys.stderr)
         return 2
     print(install(Path(argv[2])))
+    if argv[3:] == ["--ee"]:
+        sys.path.insert(0, str(REPO / "tests" / "ee"))
+        import build  # noqa: E402  pylint: disable=import-outside-toplevel
+
+        build.build()
     return 0
 
 
