@@ -47,8 +47,8 @@ def url_errors(value, variable, schemes=("http", "https")):
         return []
     pattern = r"(?:%s)://[^\s/@]*@?[^\s/]+(?:/\S*)?" % "|".join(re.escape(scheme) for scheme in schemes)
     if not re.fullmatch(pattern, text, flags=re.IGNORECASE):
-        return ["%s='%s' is not a URL: use %s" % (variable, redact_url(text),
-                                                " or ".join("%s://..." % scheme for scheme in schemes))]
+        allowed = " or ".join("%s://..." % scheme for scheme in schemes)
+        return ["%s='%s' is not a URL: use %s" % (variable, redact_url(text), allowed)]
     warn_plain_http(text, variable)
     return []
 

@@ -24,8 +24,9 @@ TLS = {"tlsverify": True, "tlscacert": "/etc/docker/ca.pem", "tlscert": "/etc/do
 
 # name: (container_runtime variables, current daemon.json content or None, refused?)
 RENDER_CASES = {
-    "tcp_without_tls": ({"container_runtime_daemon_extra_options": {"hosts": ["unix:///run/docker.sock",
-                                                                             "tcp://0.0.0.0:2375"]}}, None, True),
+    "tcp_without_tls": (
+        {"container_runtime_daemon_extra_options": {"hosts": ["unix:///run/docker.sock", "tcp://0.0.0.0:2375"]}},
+        None, True),
     "kept_from_current_file": ({}, {"hosts": ["tcp://10.0.0.5:2375"]}, True),
     # TLS-verified TCP is fine; a plain http mirror is accepted, with a warning naming the variable.
     "tcp_with_tls_verify_http_mirror": (
