@@ -40,7 +40,9 @@ attributes:
     details: The diff shows whether the admin and a working key file exist, before and after; never a secret.
 options:
   url:
-    description: Xinference REST endpoint (the supervisor's in a cluster).
+    description:
+      - Xinference REST endpoint (the supervisor's in a cluster).
+      - A password in it (C(https://user:password@host)) never appears in the module's output.
     type: str
     required: true
   username:

@@ -57,7 +57,9 @@ options:
     default: present
     choices: [present, absent, registered]
   url:
-    description: Xinference REST endpoint (the supervisor's in a cluster).
+    description:
+      - Xinference REST endpoint (the supervisor's in a cluster).
+      - A password in it (C(https://user:password@host)) never appears in the module's output.
     type: str
     default: http://127.0.0.1:9997
   api_key:
@@ -145,6 +147,9 @@ options:
     description:
       - Environment of the model's process (Xinference 1.8.1 and later). Values are strings.
       - Merged over the NCCL variables of O(gpu_health) C(recommendation.nccl_env) (see O(apply_nccl_env)).
+      - The values of names that look secret (C(HF_TOKEN), C(*_KEY), C(*PASSWORD*), C(*SECRET*)...) never
+        appear in the module's output; the others stay readable. A failure while the arguments are parsed
+        hides them all.
     type: dict
     default: {}
   apply_nccl_env:

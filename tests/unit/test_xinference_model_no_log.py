@@ -58,3 +58,20 @@ def test_secret_envs_hidden_when_the_arguments_fail_to_parse(fake, capsys, monke
     assert result["failed"] and "replica" in result["msg"]
     assert CANARY not in json.dumps(result)
     assert fake.requests == []
+
+
+@pytest.mark.parametrize("module", ["xinference_model", "xinference_auth"])
+def test_password_in_the_url_hidden(module, capsys):
+    """Nothing listens on the port: the failure message names the URL, without its password."""
+    from ansible_collections.inferops.gpu.plugins.modules import xinference_auth
+    main = {"xinference_model": xinference_model.main, "xinference_auth": xinference_auth.main}[module]
+    params = {"url": "http://admin:%s@127.0.0.1:9" % CANARY, "username": "admin", "password": "pw-12345678",
+              "request_timeout": 2}
+    params.update({"model_name": "m"} if module == "xinference_model" else {"api_key_path": "/nonexistent/key"})
+    with patch_module_args(params):
+        with pytest.raises(SystemExit):
+            main()
+    out = capsys.readouterr().out
+    result = json.loads(out)
+    assert result.get("failed"), result
+    assert CANARY not in out and "127.0.0.1:9" in out
