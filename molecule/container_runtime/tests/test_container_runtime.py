@@ -96,7 +96,11 @@ def test_rendered_toolkit_files_for_this_host(host):
     assert docker["deb822"]["uris"] == ["https://download.docker.com/linux/debian"]
     assert docker["deb822"]["suites"] == [codename] and docker["deb822"]["components"] == ["stable"]
     assert docker["deb822"]["architectures"] == ["amd64"]
-    assert docker["deb822"]["signed_by"] == "https://download.docker.com/linux/debian/gpg"
+    # The key is fetched and checked against Docker's pinned fingerprint, then the source names the file.
+    assert docker["key_url"] == "https://download.docker.com/linux/debian/gpg"
+    assert docker["deb822"]["signed_by"] == "/etc/apt/keyrings/docker.asc"
+    assert docker["key_fingerprints"] == ["9DC858229FC7DD38854AE2D88D81803C0EBFCD88"]
+    assert nvidia["key_fingerprints"] == ["C95B321B61E88C1809C4F759DDCAE044F796ECB0"]
     assert docker["stale_files"] == ["/etc/apt/sources.list.d/docker.list"]
     assert nvidia["deb822"]["uris"] == ["https://nvidia.github.io/libnvidia-container/stable/deb/amd64"]
     assert nvidia["deb822"]["suites"] == ["/"]
@@ -154,7 +158,9 @@ def test_rendered_other_platforms(host):
         docker, nvidia = _json(host, f"{RENDER}/{name}/repositories.json")
         assert docker["file"] == "/etc/yum.repos.d/docker-ce.repo"
         assert docker["yum"]["baseurl"] == "https://download.docker.com/linux/rhel/$releasever/$basearch/stable"
-        assert docker["yum"]["gpgkey"] == "https://download.docker.com/linux/rhel/gpg"
+        assert docker["key_url"] == "https://download.docker.com/linux/rhel/gpg"
+        assert docker["yum"]["gpgkey"] == "file:///etc/pki/rpm-gpg/RPM-GPG-KEY-docker"
+        assert docker["key_fingerprints"] == ["060A61C51B558A7F742B77AAC52FEB6B621E9F35"]
         assert nvidia["yum"]["baseurl"] == "https://nvidia.github.io/libnvidia-container/stable/rpm/$basearch"
         assert nvidia["yum"]["repo_gpgcheck"] is True
         # No unattended-upgrades on the RHEL family.
