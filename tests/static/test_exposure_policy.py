@@ -82,7 +82,7 @@ def test_docker_api_exposure_and_plain_http(tmp_path):
     out.mkdir()
     local = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
     render = {}
-    for name, (variables, current, _) in RENDER_CASES.items():
+    for name, (variables, current) in ((key, value[:2]) for key, value in RENDER_CASES.items()):
         daemon_json = tmp_path / ("%s-daemon.json" % name)
         if current is not None:
             daemon_json.write_text(json.dumps(current))

@@ -89,7 +89,7 @@ def test_verify_refuses_what_is_not_a_key(data, reason):
 
 
 def test_damaged_armor_is_refused(keys):
-    fpr, armored, _ = keys["rsa"]
+    fpr, armored = keys["rsa"][:2]
     lines = armored.decode().splitlines()
     index = len(lines) // 2
     lines[index] = ("A" if lines[index][0] != "A" else "B") + lines[index][1:]
@@ -127,7 +127,7 @@ def test_module_writes_the_verified_key_then_changes_nothing(module_main, tmp_pa
 
 def test_module_refuses_a_swapped_key_and_writes_nothing(module_main, tmp_path, keys):
     fpr = keys["rsa"][0]
-    other_fpr, other_armored, _ = keys["other"]
+    other_fpr, other_armored = keys["other"][:2]
     dest = tmp_path / "keyrings" / "vendor.asc"
     result = run_key(module_main, tmp_path, other_armored, [fpr])
     assert result.failed and not dest.exists()
