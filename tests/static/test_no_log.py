@@ -111,8 +111,7 @@ def all_tasks():
         for entry in data if isinstance(data, list) else []:
             if isinstance(entry, dict) and "hosts" in entry:
                 play_vars = entry.get("vars") or {}
-                for key in PLAY_KEYS:
-                    items.extend({"block": entry.get(key) or [], "vars": play_vars} for _ in [0] if entry.get(key))
+                items.extend({"block": entry[key], "vars": play_vars} for key in PLAY_KEYS if entry.get(key))
             elif isinstance(entry, dict):
                 items.append(entry)
         for task, no_log, block_vars in _flatten(items):
@@ -204,7 +203,7 @@ def analyse(monkeypatch):
         leaks, cached = [], []
         for path, task, no_log, block_vars in tasks:
             local = dict(secrets)
-            for _ in range(3):  # task vars referring to task vars
+            for _depth in range(3):  # task vars referring to task vars
                 for key, value in list(block_vars.items()) + list((task.get("vars") or {}).items()):
                     if harmful(value, local):
                         local[key] = _derived(value, local)

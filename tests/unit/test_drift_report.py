@@ -279,6 +279,6 @@ def test_masking_keeps_paths_and_booleans(callback, tmp_path):
                                   "after": {"path": "/etc/inferops/xinference-api-key", "mode": "0600",
                                             "auth_enabled": True}}}))
     callback.v2_playbook_on_stats(None)
-    report, _ = read(tmp_path)
+    report = read(tmp_path)[0]
     assert report["hosts"]["gpu-1"]["changes"][0]["changes"] == [
         "~2", "  ~auth_enabled: False -> True", "  ~mode: 0644 -> 0600"]
