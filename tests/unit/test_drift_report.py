@@ -243,11 +243,10 @@ def test_secrets_masked_even_without_no_log(callback, tmp_path):
         "before": {"image": "xprobe/xinference:v4.1.0", "env": ["HF_TOKEN=old-" + CANARY, "NCCL_P2P_DISABLE=1"]},
         "after": {"image": "xprobe/xinference:v4.1.1",
                   "env": ["HF_TOKEN=" + CANARY, "NCCL_P2P_DISABLE=1", "XOSCAR_AUTH_KEY=" + CANARY,
-                          "PIP_INDEX_URL=https://bob:" + CANARY + "@pypi.internal/simple"],
+                          "PIP_INDEX_URL=https://bob:" + CANARY + "@index.example/simple"],
                   "xinference_admin_password": CANARY}}
-    callback.v2_runner_on_ok(FakeResult("gpu-1", FakeTask("Container", "xinference",
-                                                           action="community.docker.docker_container"),
-                                        {"changed": True, "diff": container_diff}))
+    container = FakeTask("Container", "xinference", action="community.docker.docker_container")
+    callback.v2_runner_on_ok(FakeResult("gpu-1", container, {"changed": True, "diff": container_diff}))
     callback.v2_runner_on_ok(FakeResult("gpu-1", FakeTask("Config file", "xinference"), {
         "changed": True, "diff": {"before_header": "/etc/app.conf", "before": "api_key = old\nport = 1\n",
                                   "after": "api_key = %s\nport = 2\n" % CANARY}}))
@@ -261,11 +260,11 @@ def test_secrets_masked_even_without_no_log(callback, tmp_path):
     assert CANARY not in text
     changes = report["hosts"]["gpu-1"]["changes"]
     # What is not secret is still there: the image tag, the NCCL variable, the file path and the port.
-    container = "\n".join(changes[0]["changes"])
-    assert "xprobe/xinference:v4.1.1" in container and "XOSCAR_AUTH_KEY=********" in container
-    assert "https://bob:********@pypi.internal/simple" in container
+    shown = "\n".join(changes[0]["changes"])
+    assert "xprobe/xinference:v4.1.1" in shown and "XOSCAR_AUTH_KEY=********" in shown
+    assert "https://bob:********@index.example/simple" in shown
     # A secret that only changed its value is masked on both sides (no digest of it either).
-    assert "HF_TOKEN" not in container
+    assert "HF_TOKEN" not in shown
     assert changes[1]["changes"] == ["/etc/app.conf: +1, -1", "  -port = 1", "  +port = 2"]
     assert report["hosts"]["gpu-1"]["errors"][0]["msg"] == "login to https://u:********@reg.example failed"
 

@@ -35,7 +35,7 @@ def test_masked_keeps_structure_and_non_secret_information():
         "xinference_auth_enabled": True,
         "nested": {"credentials": {"user": "u", "pass": CANARY, "n": 3}, "port": 9997},
         "env": {"HF_TOKEN": CANARY, "NCCL_P2P_DISABLE": "1", "XINFERENCE_HOME": "/data"},
-        "list": ["XOSCAR_AUTH_KEY=" + CANARY, "PIP_INDEX_URL=https://bob:" + CANARY + "@pypi.internal/simple",
+        "list": ["XOSCAR_AUTH_KEY=" + CANARY, "PIP_INDEX_URL=https://bob:" + CANARY + "@index.example/simple",
                  "NCCL_DEBUG=INFO"],
         "api_key": None,
         "secret_count": 4,
@@ -47,7 +47,7 @@ def test_masked_keeps_structure_and_non_secret_information():
     assert out["nested"]["credentials"] == {"user": MASK, "pass": MASK, "n": 3}
     assert out["nested"]["port"] == 9997
     assert out["env"] == {"HF_TOKEN": MASK, "NCCL_P2P_DISABLE": "1", "XINFERENCE_HOME": "/data"}
-    assert out["list"] == ["XOSCAR_AUTH_KEY=" + MASK, "PIP_INDEX_URL=https://bob:" + MASK + "@pypi.internal/simple",
+    assert out["list"] == ["XOSCAR_AUTH_KEY=" + MASK, "PIP_INDEX_URL=https://bob:" + MASK + "@index.example/simple",
                            "NCCL_DEBUG=INFO"]
     assert out["api_key"] is None and out["secret_count"] == 4
     # The input is not changed.
@@ -74,7 +74,7 @@ def test_mask_text_hides_secret_values(text, expected):
     '"xinference_auth_enabled": false,',
     "auth_enabled: true",
     "image: xprobe/xinference:v4.1.0 -> xprobe/xinference:v4.1.1",
-    "PIP_INDEX_URL=https://pypi.internal/simple",
+    "PIP_INDEX_URL=https://index.example/simple",
     "+DefaultLimitMEMLOCK=infinity",
     "key_url: https://download.docker.com/linux/debian/gpg",
     "api_key: ",
