@@ -118,7 +118,7 @@ def test_drift_detect_in_the_execution_environment_is_clean(tmp_path):
          "--process-isolation", "--process-isolation-executable", "docker", "--container-image", image,
          "--container-volume-mount", f"{socket}:{socket}",
          # The image runs as uid 1000: the socket's group lets it in; no network is needed.
-         "--container-option", f"--group-add={socket.stat().st_gid}", "--container-option", "--network=none"],
+         f"--container-option=--group-add={socket.stat().st_gid}", "--container-option=--network=none"],
         cwd=tmp_path, env=clean_env(None), capture_output=True, text=True, check=False, timeout=900)
     artifacts = private / "artifacts" / "drift"
     stdout = (artifacts / "stdout").read_text(errors="replace") if (artifacts / "stdout").is_file() else run.stdout
