@@ -38,7 +38,7 @@ def installed(tmp_path_factory):
 
 
 def ansible_doc(installed, *args: str) -> subprocess.CompletedProcess:
-    collections, _, work = installed
+    collections, work = installed[0], installed[2]
     return subprocess.run([str(VENV_BIN / "ansible-doc"), *args], cwd=work, env=clean_env(collections),
                           capture_output=True, text=True, check=False, timeout=300)
 
@@ -69,7 +69,7 @@ def role_entry_points(root: Path) -> dict[str, list[str]]:
 def test_installed_copy_has_what_the_checkout_has(installed):
     """Nothing the checkout's plugins or roles hold is missing from the tarball (build_ignore), and the
     lists the rendering test iterates are not empty."""
-    _, collection, _ = installed
+    collection = installed[1]
     for kind in ("modules", "callback", "action", "module_utils"):
         assert py_plugins(collection, kind) == py_plugins(REPO, kind), kind
         assert py_plugins(collection, kind), f"no {kind} found in the installed copy"
@@ -85,14 +85,14 @@ def test_installed_copy_has_what_the_checkout_has(installed):
 def test_every_filter_has_its_documentation_file(installed):
     """ansible-doc finds a filter's documentation in plugins/filter/<name>.yml; without it the filter
     works but `ansible-doc -t filter` cannot render it."""
-    _, collection, _ = installed
+    collection = installed[1]
     undocumented = [name for name in filter_names(collection)
                     if not (collection / "plugins" / "filter" / f"{name}.yml").is_file()]
     assert not undocumented, f"filters without plugins/filter/<name>.yml: {undocumented}"
 
 
 def test_ansible_doc_lists_every_plugin(installed):
-    _, collection, _ = installed
+    collection = installed[1]
     for kind, expected in (("module", py_plugins(collection, "modules")),
                            ("callback", py_plugins(collection, "callback")),
                            ("filter", filter_names(collection))):
@@ -104,7 +104,7 @@ def test_ansible_doc_lists_every_plugin(installed):
 
 @pytest.mark.parametrize("kind, folder", [("module", "modules"), ("callback", "callback"), ("filter", None)])
 def test_ansible_doc_renders_every_plugin(installed, kind, folder):
-    _, collection, _ = installed
+    collection = installed[1]
     names = py_plugins(collection, folder) if folder else filter_names(collection)
     fqcns = [f"{NS}.{name}" for name in names]
     run = ansible_doc(installed, "-t", kind, "--json", *fqcns)
@@ -127,14 +127,14 @@ def test_ansible_doc_renders_every_plugin(installed, kind, folder):
 
 def test_action_plugins_are_documented_by_their_module(installed):
     """An action plugin has no documentation of its own: the module of the same name carries it."""
-    _, collection, _ = installed
+    collection = installed[1]
     actions = py_plugins(collection, "action")
     missing = [name for name in actions if name not in py_plugins(collection, "modules")]
     assert not missing, f"action plugins without a module of the same name (and its docs): {missing}"
 
 
 def test_ansible_doc_renders_every_role_entry_point(installed):
-    _, collection, _ = installed
+    collection = installed[1]
     entry_points = role_entry_points(collection)
     run = ansible_doc(installed, "-t", "role", "--json", *(f"{NS}.{role}" for role in entry_points))
     assert run.returncode == 0, run.stderr
