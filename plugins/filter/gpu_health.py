@@ -268,8 +268,10 @@ def gpu_health_preflight_errors(settings):
         errors.append("gpu_health_limits.%s=%s must not be negative: a number, 0 or more" % (key, json.dumps(value)))
     for name in _ABSOLUTE_PATHS:
         path = settings.get(name)
-        if not isinstance(path, str) or not path.startswith("/") or re.search(r"[\r\n]", path):
-            errors.append("%s=%s must be an absolute path on one line (it starts with /)" % (name, json.dumps(path)))
+        # No blanks: the timer unit names these paths in ExecStart, unquoted.
+        if not isinstance(path, str) or not path.startswith("/") or re.search(r"\s", path):
+            errors.append("%s=%s must be an absolute path without blanks or line breaks (it starts with /)"
+                          % (name, json.dumps(path)))
     textfile = settings.get("gpu_health_textfile_path")
     if isinstance(textfile, str) and not re.search(r"\.prom\Z", textfile):
         errors.append("gpu_health_textfile_path=%s must end in .prom: node_exporter's textfile collector reads "

@@ -4,10 +4,18 @@ Each runs `molecule test -s <name>` from the repository root with the shared bas
 (.config/molecule/config.yml). Its full log: .cache/logs/molecule-<name>.log. Besides Molecule's
 own verdict, the check-mode step on the converged hosts must report changed=0, and no canary
 secret (a CANARY-... value a scenario's inventory holds, issue 11) may appear in the log.
+
+Scenarios run INFEROPS_MOLECULE_JOBS at a time (default 2), longest first: much of a scenario is
+waiting (systemd booting, apt, an image moving into a Docker-in-Docker host, a model loading), so
+two side by side on the 2-core machine finish well before the two one after the other. They share
+nothing but the read-only base images and the download caches (each host its own apt archive
+directory, named after the host). The first scenario test starts all selected scenarios; each test
+then waits for its own and reports it.
 """
 
 import os
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -18,10 +26,18 @@ from canary import PREFIX  # noqa: E402
 from harness import REPO, check_step_changes, run_logged, tool_env  # noqa: E402
 
 TIMEOUT = int(os.environ.get("INFEROPS_MOLECULE_TIMEOUT", "2700"))
+JOBS = max(1, int(os.environ.get("INFEROPS_MOLECULE_JOBS", "2")))
 
 # Scenarios that have not yet passed on a 2-core machine within the suite's budget. They are
 # reported as skipped (never silently dropped); INFEROPS_MOLECULE_ALL=1 runs them too.
 OPT_IN: dict = {}
+
+# Seconds each scenario took alone on a 2-core machine (fresh-clone runs): the start order only,
+# longest first, so that the last scenario to start is a short one. Unknown ones count as long.
+MEASURED_SECONDS = {
+    "cluster": 1100, "gpu_health": 615, "artifact": 600, "xinference": 470, "cuda_toolkit": 430,
+    "container_runtime": 290, "nccl_tuning": 255, "nvidia_driver": 185, "harness_smoke": 40,
+}
 
 
 def scenarios() -> list:
@@ -32,13 +48,33 @@ def scenarios() -> list:
             for name in found]
 
 
-@pytest.mark.parametrize("scenario", scenarios())
-def test_molecule_scenario(scenario):
+def run_scenario(scenario: str):
     run = run_logged(f"molecule-{scenario}", ["molecule", "test", "-s", scenario],
                      cwd=REPO, timeout=TIMEOUT, env=tool_env())
     if run.rc == 124:  # timed out: remove the hosts it left behind
         run_logged(f"molecule-{scenario}-destroy", ["molecule", "destroy", "-s", scenario],
                    cwd=REPO, timeout=600, env=tool_env())
+    return run
+
+
+@pytest.fixture(scope="session")
+def scenario_runs(request):
+    """Start every scenario this session selected, JOBS at a time; {name: Future of its ToolRun}."""
+    selected = {item.callspec.params["scenario"] for item in request.session.items
+                if item.originalname == "test_molecule_scenario"
+                and not item.get_closest_marker("skip")}
+    order = sorted(selected, key=lambda name: -MEASURED_SECONDS.get(name, 10_000))
+    pool = ThreadPoolExecutor(max_workers=JOBS, thread_name_prefix="molecule")
+    futures = {name: pool.submit(run_scenario, name) for name in order}
+    yield futures
+    for future in futures.values():
+        future.cancel()
+    pool.shutdown(wait=True)
+
+
+@pytest.mark.parametrize("scenario", scenarios())
+def test_molecule_scenario(scenario, scenario_runs):
+    run = scenario_runs[scenario].result()
     assert run.rc == 0, run.failure()
     changed = check_step_changes(run.text, scenario)
     assert not changed, run.failure(

@@ -67,9 +67,8 @@ NOT_INT = st.one_of(
     st.sampled_from(["yes", "on", "1.5", "0x1f", "", "9998 ports"]),
     st.lists(st.integers(), min_size=1, max_size=2), st.dictionaries(st.text(max_size=3), st.integers(), min_size=1),
     st.floats(allow_nan=False, allow_infinity=False).filter(lambda number: not float(number).is_integer()))
-NOT_BOOL = st.one_of(st.text(min_size=1, max_size=10).filter(lambda text: text.strip().lower() not in
-                                                            ("yes", "no", "on", "off", "true", "false", "1", "0",
-                                                             "y", "n", "t", "f", "1.0", "0.0")),
+BOOL_LIKE = ("yes", "no", "on", "off", "true", "false", "1", "0", "y", "n", "t", "f", "1.0", "0.0")
+NOT_BOOL = st.one_of(st.text(min_size=1, max_size=10).filter(lambda text: text.strip().lower() not in BOOL_LIKE),
                      st.integers().filter(lambda number: number not in (0, 1)))
 
 
@@ -343,7 +342,7 @@ def test_every_role_refuses_generated_bad_input_before_any_change(tmp_path):
     facts = json.dumps(dict((key[len("ansible_"):] if key.startswith("ansible_") else key, value)
                             for key, value in gathered.items()))
     hosts = {}
-    for name, role, variables, _ in generated:
+    for name, role, variables, unused_expected in generated:
         (cache / name).write_text(facts)
         hosts[name] = dict(variables, ansible_connection="local", ansible_python_interpreter=sys.executable,
                            case_role=role, case_entries=RULES[role]["entry"])

@@ -31,7 +31,7 @@ def test_numbers_given_as_strings_pass():
 
 def test_a_relative_report_path_names_the_variable_and_value():
     errors = gpu_health_preflight_errors(settings(gpu_health_report_path="report.json"))
-    assert errors == ['gpu_health_report_path="report.json" must be an absolute path on one line (it starts with /)']
+    assert errors == ['gpu_health_report_path="report.json" must be an absolute path without blanks or line breaks (it starts with /)']
 
 
 def test_one_message_per_broken_rule():
