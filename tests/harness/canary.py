@@ -80,7 +80,11 @@ def scan_paths(paths, canaries: dict, exclude=()) -> list:
         top = Path(top)
         if not top.exists():
             continue
-        files = [top] if top.is_file() else sorted(p for p in top.rglob("*") if p.is_file() and not p.is_symlink())
+        # os.walk, not rglob: it skips a directory that vanishes while it walks (Ansible's temp
+        # directories of a scenario running beside this one come and go under ~/.ansible).
+        files = [top] if top.is_file() else sorted(
+            Path(where, name) for where, _dirs, names in os.walk(top) for name in names
+            if os.path.isfile(os.path.join(where, name)) and not os.path.islink(os.path.join(where, name)))
         for path in files:
             real = path.resolve()
             if any(real == s or s in real.parents for s in skip):
