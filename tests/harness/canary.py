@@ -14,6 +14,7 @@ journal (all fields) and every process's command line.
 """
 
 import base64
+import inspect
 import json
 import os
 from pathlib import Path
@@ -100,19 +101,10 @@ def scan_paths(paths, canaries: dict, exclude=()) -> list:
 # Runs on a test host: python3 -c HOST_SCAN '<json {"canaries": {...}, "prune": [...], "root": "/"}>'.
 # Prints one JSON object: files (path, mode, owner, others_can_read, kinds, excerpts), journal and
 # cmdline hits. Only the standard library: the hosts have python3 and nothing else.
-HOST_SCAN = r'''
-import base64, json, os, stat, subprocess, sys
+# forms() is the controller's own, copied in as source.
+HOST_SCAN = "import base64, json, os, stat, subprocess, sys\n" + inspect.getsource(forms) + r'''
 args = json.loads(sys.argv[1])
 canaries, prune, root = args["canaries"], args["prune"], args.get("root", "/")
-
-def forms(value):
-    raw = value.encode()
-    found = [raw]
-    for start in range(3):
-        chunk = raw[start:start + 3 * ((len(raw) - start) // 3)]
-        if len(chunk) >= 12:
-            found.append(base64.b64encode(chunk))
-    return found
 
 def find(data):
     kinds = {}
