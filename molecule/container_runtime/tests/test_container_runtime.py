@@ -199,3 +199,35 @@ def test_hand_edit_is_restored_and_operator_key_survives(host):
     assert _playbook(host, "--check") == 0
     info = json.loads(host.check_output("docker info --format '{{json .}}'"))
     assert info["LiveRestoreEnabled"] is True
+
+
+def _engine_stops(host):
+    """How many times systemd has stopped the engine (each restart stops it once)."""
+    log = host.check_output("journalctl -u docker.service --no-pager -o cat")
+    return sum(1 for line in log.splitlines() if line.startswith("Stopping"))
+
+
+def test_same_meaning_is_not_drift_and_a_managed_change_restarts_once(host):
+    """daemon.json is compared as data: the file rewritten as `nvidia-ctk runtime configure` writes
+    it (sorted keys, 4 spaces) with an operator key added is left alone and the engine keeps running;
+    a managed value changed by hand is one rewrite and one restart."""
+    path = "/etc/docker/daemon.json"
+    host.check_output(
+        "python3 -c \"import json; p='%s'; d=json.load(open(p)); d['max-concurrent-downloads']=4; "
+        "open(p, 'w').write(json.dumps(d, sort_keys=True, indent=4))\"" % path)
+    reformatted, stops = host.file(path).content_string, _engine_stops(host)
+    assert _playbook(host, "--check") == 0
+    assert _playbook(host) == 0
+    assert host.file(path).content_string == reformatted
+    assert _engine_stops(host) == stops
+    assert host.service("docker").is_running
+
+    host.check_output(
+        "python3 -c \"import json; p='%s'; d=json.load(open(p)); d['default-shm-size']='64M'; "
+        "open(p, 'w').write(json.dumps(d, sort_keys=True, indent=4))\"" % path)
+    assert _playbook(host) > 0
+    data = _json(host, path)
+    assert data["default-shm-size"] == "1G" and data["max-concurrent-downloads"] == 4
+    assert _engine_stops(host) == stops + 1
+    assert _playbook(host) == 0
+    assert host.service("docker").is_running
