@@ -50,12 +50,12 @@ def _metric(lines, metric, value, **labels):
 METRIC_HELP = (
     ("inferops_gpu_health_verdict", "Host verdict of the last GPU health check (1 for the current verdict)."),
     ("inferops_gpu_health_check", "One GPU health check result (1 for its verdict)."),
-    ("inferops_gpu_health_gpu_count", "GPUs enumerated by NVML."),
-    ("inferops_gpu_health_expected_gpu_count", "GPUs the inventory expects."),
+    ("inferops_gpu_health_gpus", "GPUs enumerated by NVML."),
+    ("inferops_gpu_health_gpus_expected", "GPUs the inventory expects."),
     ("inferops_gpu_health_nvml_up", "1 when NVML initialised."),
     ("inferops_gpu_temperature_celsius", "GPU core temperature."),
     ("inferops_gpu_memory_total_bytes", "GPU memory size."),
-    ("inferops_gpu_ecc_uncorrected_volatile_total", "Volatile uncorrectable ECC errors."),
+    ("inferops_gpu_ecc_uncorrected_volatile_errors", "Volatile uncorrectable ECC errors."),
     ("inferops_gpu_remapped_rows_pending", "1 when a row remap waits for a GPU reset."),
     ("inferops_gpu_pcie_link_width", "PCIe link width (kind=current|max)."),
     ("inferops_gpu_xid_recent", "Xid errors inside the window, by Xid code."),
@@ -80,13 +80,13 @@ def render_prometheus(facts):
             gpu="" if check.get("gpu") is None else check["gpu"],
             pair="" if not check.get("pair") else "%d-%d" % tuple(check["pair"]), verdict=check["verdict"])
     add("inferops_gpu_health_nvml_up", int(bool(facts["nvml"]["available"])))
-    add("inferops_gpu_health_gpu_count", facts.get("gpu_count"))
-    add("inferops_gpu_health_expected_gpu_count", facts.get("expected_gpu_count"))
+    add("inferops_gpu_health_gpus", facts.get("gpu_count"))
+    add("inferops_gpu_health_gpus_expected", facts.get("expected_gpu_count"))
     for gpu in facts["gpus"]:
         labels = {"gpu": gpu["index"], "uuid": gpu.get("uuid") or "", "name": gpu.get("name") or ""}
         add("inferops_gpu_temperature_celsius", gpu.get("temperature_c"), **labels)
         add("inferops_gpu_memory_total_bytes", (gpu.get("memory") or {}).get("total_bytes"), **labels)
-        add("inferops_gpu_ecc_uncorrected_volatile_total", (gpu.get("ecc") or {}).get("volatile_uncorrected"), **labels)
+        add("inferops_gpu_ecc_uncorrected_volatile_errors", (gpu.get("ecc") or {}).get("volatile_uncorrected"), **labels)
         if gpu.get("row_remap"):
             add("inferops_gpu_remapped_rows_pending", gpu["row_remap"]["pending"], **labels)
         for kind in ("current", "max"):

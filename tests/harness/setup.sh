@@ -78,12 +78,14 @@ setup_collection_link() {
 
 # --- 3. system packages ---------------------------------------------------------------------
 setup_packages() {
-  step "system packages (docker.io, mmdebstrap, shellcheck)"
+  step "system packages (docker.io, mmdebstrap, shellcheck, prometheus)"
   local missing=()
   command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
   command -v mmdebstrap >/dev/null 2>&1 || missing+=(mmdebstrap)
   # ansible-test sanity skips its shellcheck test without it.
   command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
+  # promtool (Debian ships it in prometheus): the textfile and the alerting rules are checked with it.
+  command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
   if [ "${#missing[@]}" -eq 0 ]; then
     echo "    present"
     return
@@ -102,6 +104,9 @@ setup_packages() {
     fi
     if [ "$ok" = 1 ] && [[ " ${missing[*]} " == *" shellcheck "* ]]; then
       "${apt[@]}" install --no-install-recommends shellcheck || ok=0
+    fi
+    if [ "$ok" = 1 ] && [[ " ${missing[*]} " == *" prometheus "* ]]; then
+      "${apt[@]}" install --no-install-recommends prometheus || ok=0
     fi
   } >"$LOGS/apt.log" 2>&1 </dev/null
   if [ "$ok" != 1 ]; then

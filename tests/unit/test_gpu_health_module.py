@@ -5,6 +5,8 @@ The fake NVML is loaded by the unmodified pynvml (see conftest.py); nothing here
 
 import json
 import re
+import shutil
+import subprocess
 
 import pytest
 
@@ -237,3 +239,14 @@ def test_unknown_nvml_error_without_kernel_module_says_driver_not_loaded():
     assert init["id"] == "nvml_init" and init["verdict"] == "fail"
     assert "driver not loaded" in init["reason"] and "Unknown Error" in init["reason"]
     assert "driver not loaded" not in evaluate(facts(True))["checks"][0]["reason"]
+
+
+@pytest.mark.parametrize("topology", ["h100-sxm-8", "pcie-4-acs", "ecc-bad", "no-driver", "pcie-degraded"])
+def test_promtool_check_metrics_finds_nothing(fake_gpu_host, topology):
+    """Prometheus' own linter (Debian's `prometheus` package, installed by `make setup`) on the
+    textfile: no metric named against its type (a gauge ending in _total or _count...)."""
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is missing: run `make setup` (it installs Debian's prometheus package)"
+    text = render_prometheus(health(fake_gpu_host(topology)))
+    run = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, check=False)
+    assert run.returncode == 0 and not (run.stdout + run.stderr).strip(), run.stdout + run.stderr

@@ -165,8 +165,8 @@ def test_textfile(textfile, topology):
     assert 'inferops_gpu_health_verdict{verdict="warn"} 0' in lines
     if topology == "h100-sxm-8":
         assert "inferops_gpu_health_nvml_up 1" in lines
-        assert "inferops_gpu_health_gpu_count 8" in lines
-        assert "inferops_gpu_health_expected_gpu_count 8" in lines
+        assert "inferops_gpu_health_gpus 8" in lines
+        assert "inferops_gpu_health_gpus_expected 8" in lines
         assert "inferops_gpu_health_nccl_p2p_disable_recommended 0" in lines
         assert sum(line.startswith("inferops_gpu_temperature_celsius{") for line in lines) == 8
     elif topology == "pcie-4-acs":
@@ -175,7 +175,7 @@ def test_textfile(textfile, topology):
         assert "inferops_gpu_health_nccl_p2p_disable_recommended 1" in lines
         assert 'inferops_gpu_health_check{check="acs",gpu="",pair="2-3",verdict="fail"} 1' in lines
     elif topology == "ecc-bad":
-        assert any(re.match(r'inferops_gpu_ecc_uncorrected_volatile_total\{gpu="5",.*\} 4$', line) for line in lines)
+        assert any(re.match(r'inferops_gpu_ecc_uncorrected_volatile_errors\{gpu="5",.*\} 4$', line) for line in lines)
         assert 'inferops_gpu_xid_recent{pci="0000:ab:00",xid="79"} 1' in lines
         assert 'inferops_gpu_health_check{check="ecc",gpu="5",pair="",verdict="fail"} 1' in lines
     else:
