@@ -457,6 +457,8 @@ def collect_host(procfs_root, shm_path):
         # say that it is missing (libnvidia-ml1 in a container answers Unknown, not DriverNotLoaded).
         "nvidia_module_loaded": os.path.exists(os.path.join(procfs_root, "driver", "nvidia", "version")),
         "uptime_s": float(uptime.split()[0]) if uptime else None,
+        # Changes at every boot: the repair-action escalation's evidence of a reboot.
+        "boot_id": (_read_text(os.path.join(procfs_root, "sys", "kernel", "random", "boot_id")) or "").strip() or None,
         "memory_total_bytes": int(match.group(1)) * 1024 if match else None,
         "shm": shm,
     }
@@ -466,7 +468,8 @@ def collect(sysfs_root="/sys", procfs_root="/proc", kernel_log="/dev/kmsg", shm_
     """Everything the health checks read, as plain data."""
     facts = collect_nvml()
     host = collect_host(procfs_root, shm_path)
-    facts["host"] = {"uptime_s": host["uptime_s"], "memory_total_bytes": host["memory_total_bytes"],
+    facts["host"] = {"uptime_s": host["uptime_s"], "boot_id": host["boot_id"],
+                     "memory_total_bytes": host["memory_total_bytes"],
                      "nvidia_module_loaded": host["nvidia_module_loaded"]}
     facts["shm"] = host["shm"]
     facts["pci"] = collect_pci(sysfs_root, facts["gpus"])

@@ -11,7 +11,7 @@ writes, under <outdir>:
       ACS when configured), `vendor`, `device`, `class`, `numa_node`, link width files
   sys/bus/pci/devices/<bdf>            relative symlinks into sys/devices (os.path.realpath works)
   sys/kernel/iommu_groups/<n>/devices/<bdf>   when `pci.iommu on`
-  proc/cmdline, proc/uptime, proc/meminfo, proc/cpuinfo
+  proc/cmdline, proc/uptime, proc/meminfo, proc/cpuinfo, proc/sys/kernel/random/boot_id
   kmsg                                  /dev/kmsg records `prio,seq,timestamp_usec,-;message`
 
 Stdlib only; runs on Python 3.6+ (Debian 12/13's python3 included). The same key resolution rules
@@ -351,6 +351,9 @@ def write_procfs(topology, outdir):
     _write(os.path.join(proc, "cmdline"), cmdline + "\n")
     uptime = topology.get("proc.uptime", "86400.00 170000.00")
     _write(os.path.join(proc, "uptime"), uptime + "\n")
+    # A new boot of the same host: another proc.boot_id.
+    _write(os.path.join(proc, "sys", "kernel", "random", "boot_id"),
+           topology.get("proc.boot_id", "4f3c2a1e-8d5b-4c6a-9e7f-0a1b2c3d4e5f") + "\n")
     total_kb = parse_size(topology.get("proc.mem_total", "64GiB")) // 1024
     free_kb = total_kb * 9 // 10
     meminfo = [
