@@ -199,9 +199,16 @@ def repair_action(check, facts=None, previous=None):
     return decided
 
 
+def action_of(check):
+    """The check's decided action; for a check from a report written before actions existed, its
+    base action (no escalation: there is no previous report to compare with)."""
+    action = check.get("action")
+    return action if action in ACTION_RANK else repair_action(check)["action"]
+
+
 def worst_action(checks):
     """The most disruptive action of checks (none when there are none)."""
-    return max([check.get("action") or "none" for check in checks] + ["none"], key=ACTION_RANK.get)
+    return max([action_of(check) for check in checks] + ["none"], key=ACTION_RANK.get)
 
 
 def merge_limits(limits):
@@ -587,7 +594,7 @@ def describe_check(check):
         where = " gpu%d" % check["gpu"]
     elif check.get("pair"):
         where = " gpu%d-gpu%d" % tuple(check["pair"])
-    action = check.get("action") or "none"
+    action = action_of(check)
     return "%s%s: %s (action: %s%s)" % (check["id"], where, check["reason"], action,
                                          ", escalated" if check.get("escalated") else "")
 

@@ -14,10 +14,13 @@ from __future__ import annotations
 import json
 
 from ansible_collections.inferops.gpu.plugins.module_utils.gpu_health_checks import (
+    ACTION_NAMES,
     GIB,
     SEVERITY,
     VERDICTS,
+    action_of,
     describe_check,
+    worst_action,
 )
 
 
@@ -49,11 +52,13 @@ def _metric(lines, metric, value, **labels):
 
 METRIC_HELP = (
     ("inferops_gpu_health_verdict", "Host verdict of the last GPU health check (1 for the current verdict)."),
-    ("inferops_gpu_health_check", "One GPU health check result (1 for its verdict)."),
+    ("inferops_gpu_health_check", "One GPU health check result (1 for its verdict; action is its repair action)."),
+    ("inferops_gpu_health_action", "Most disruptive repair action of the host's checks (1 for the current one)."),
     ("inferops_gpu_health_gpus", "GPUs enumerated by NVML."),
     ("inferops_gpu_health_gpus_expected", "GPUs the inventory expects."),
     ("inferops_gpu_health_nvml_up", "1 when NVML initialised."),
     ("inferops_gpu_temperature_celsius", "GPU core temperature."),
+    ("inferops_gpu_temperature_slowdown_celsius", "Temperature at which the GPU slows its clocks (NVML)."),
     ("inferops_gpu_memory_total_bytes", "GPU memory size."),
     ("inferops_gpu_ecc_uncorrected_volatile_errors", "Volatile uncorrectable ECC errors."),
     ("inferops_gpu_remapped_rows_pending", "1 when a row remap waits for a GPU reset."),
@@ -78,13 +83,18 @@ def render_prometheus(facts):
     for check in facts["checks"]:
         add("inferops_gpu_health_check", 1, check=check["id"],
             gpu="" if check.get("gpu") is None else check["gpu"],
-            pair="" if not check.get("pair") else "%d-%d" % tuple(check["pair"]), verdict=check["verdict"])
+            pair="" if not check.get("pair") else "%d-%d" % tuple(check["pair"]), verdict=check["verdict"],
+            action=action_of(check))
+    action = worst_action(facts["checks"])
+    for value in ACTION_NAMES:
+        add("inferops_gpu_health_action", int(value == action), action=value)
     add("inferops_gpu_health_nvml_up", int(bool(facts["nvml"]["available"])))
     add("inferops_gpu_health_gpus", facts.get("gpu_count"))
     add("inferops_gpu_health_gpus_expected", facts.get("expected_gpu_count"))
     for gpu in facts["gpus"]:
         labels = {"gpu": gpu["index"], "uuid": gpu.get("uuid") or "", "name": gpu.get("name") or ""}
         add("inferops_gpu_temperature_celsius", gpu.get("temperature_c"), **labels)
+        add("inferops_gpu_temperature_slowdown_celsius", gpu.get("temperature_slowdown_c"), **labels)
         add("inferops_gpu_memory_total_bytes", (gpu.get("memory") or {}).get("total_bytes"), **labels)
         add("inferops_gpu_ecc_uncorrected_volatile_errors", (gpu.get("ecc") or {}).get("volatile_uncorrected"), **labels)
         if gpu.get("row_remap"):
@@ -147,6 +157,7 @@ def _gpu_rows(facts):
             "pcie": "gen%s x%s" % (pcie.get("gen_current", "?"), pcie.get("width_current", "?")) if pcie else None,
             "ecc_uncorrected_volatile": ecc.get("volatile_uncorrected"),
             "verdict": _worst(check["verdict"] for check in checks),
+            "action": worst_action(checks),
             "issues": [describe_check(check) for check in checks if check["verdict"] in ("warn", "fail", "error")],
         })
     return rows
@@ -160,6 +171,8 @@ def host_summary(facts, host=None):
         "host": host,
         "verdict": facts["summary"]["verdict"],
         "counts": facts["summary"]["counts"],
+        # The most disruptive repair action on the host; each issue line ends with its own.
+        "action": worst_action(facts["checks"]),
         "nvml": "ok" if facts["nvml"].get("available") else (facts["nvml"].get("error") or "unavailable"),
         "driver": (facts.get("driver") or {}).get("version"),
         "cuda": (facts.get("driver") or {}).get("cuda_version"),
@@ -186,16 +199,17 @@ def _table(header, rows):
 def host_table(facts, host=None):
     """Lines of text: one header line for the host, then one table row per GPU, then the issues."""
     summary = host_summary(facts, host)
-    lines = ["%s: %s, %s GPU(s)%s, driver %s, CUDA %s, NVML %s" % (
-        host or "host", summary["verdict"].upper(), summary["gpu_count"] if summary["gpu_count"] is not None else "no",
+    lines = ["%s: %s (action: %s), %s GPU(s)%s, driver %s, CUDA %s, NVML %s" % (
+        host or "host", summary["verdict"].upper(), summary["action"], summary["gpu_count"] if summary["gpu_count"] is not None else "no",
         "" if summary["expected_gpu_count"] is None else " of %s expected" % summary["expected_gpu_count"],
         summary["driver"] or "-", summary["cuda"] or "-", summary["nvml"])]
     if summary["gpus"]:
         lines += _table(
-            ["GPU", "NAME", "MEMORY", "TEMP", "PCIE", "ECC-UE", "VERDICT"],
+            ["GPU", "NAME", "MEMORY", "TEMP", "PCIE", "ECC-UE", "VERDICT", "ACTION"],
             [[gpu["index"], gpu["name"] or "-", _gib(gpu["memory_total_bytes"]),
               "-" if gpu["temperature_c"] is None else "%sC" % gpu["temperature_c"], gpu["pcie"] or "-",
-              "-" if gpu["ecc_uncorrected_volatile"] is None else gpu["ecc_uncorrected_volatile"], gpu["verdict"]]
+              "-" if gpu["ecc_uncorrected_volatile"] is None else gpu["ecc_uncorrected_volatile"], gpu["verdict"],
+              gpu["action"]]
              for gpu in summary["gpus"]])
     env = summary["nccl_env"]
     lines.append("NCCL: %s; container /dev/shm %s%s" % (
@@ -215,7 +229,7 @@ def fleet_report(hosts):
     for host in sorted(hosts):
         facts = hosts[host]
         if not facts:
-            report["hosts"].append({"host": host, "verdict": "missing", "gpus": [],
+            report["hosts"].append({"host": host, "verdict": "missing", "action": None, "gpus": [],
                                     "host_issues": ["no gpu_health fact: the host failed or was unreachable"]})
             report["totals"]["missing"] += 1
             continue
@@ -239,24 +253,25 @@ def fleet_markdown(report, title="GPU health"):
     out += ["%d host(s), %d GPU(s): %s." % (
         len(report["hosts"]), report["gpus"],
         ", ".join("%d %s" % (count, verdict) for verdict, count in totals.items() if count)), "",
-        "| Host | Verdict | GPUs | Driver | NCCL forced | Container shm | Issues |",
-        "|---|---|---|---|---|---|---|"]
+        "| Host | Verdict | Action | GPUs | Driver | NCCL forced | Container shm | Issues |",
+        "|---|---|---|---|---|---|---|---|"]
     for host in report["hosts"]:
         issues = host.get("host_issues", []) + [issue for gpu in host.get("gpus", []) for issue in gpu["issues"]]
-        out.append("| %s | %s | %s | %s | %s | %s | %d |" % (
-            _md(host["host"]), host["verdict"], "-" if host.get("gpu_count") is None else host["gpu_count"],
+        out.append("| %s | %s | %s | %s | %s | %s | %s | %d |" % (
+            _md(host["host"]), host["verdict"], host.get("action") or "-", "-" if host.get("gpu_count") is None else host["gpu_count"],
             _md(host.get("driver") or "-"),
             _md(", ".join("%s=%s" % item for item in sorted(host.get("nccl_env", {}).items())) or "-"),
             host.get("container_shm_size") or "-", len(issues)))
     for host in report["hosts"]:
         out += ["", "## %s (%s)" % (_md(host["host"]), host["verdict"]), ""]
         if host.get("gpus"):
-            out += ["| GPU | Name | Memory | Temp | PCIe | ECC UE | Verdict |", "|---|---|---|---|---|---|---|"]
+            out += ["| GPU | Name | Memory | Temp | PCIe | ECC UE | Verdict | Action |", "|---|---|---|---|---|---|---|---|"]
             for gpu in host["gpus"]:
-                out.append("| %s | %s | %s | %s | %s | %s | %s |" % (
+                out.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
                     gpu["index"], _md(gpu["name"] or "-"), _gib(gpu["memory_total_bytes"]),
                     "-" if gpu["temperature_c"] is None else "%s C" % gpu["temperature_c"], gpu["pcie"] or "-",
-                    "-" if gpu["ecc_uncorrected_volatile"] is None else gpu["ecc_uncorrected_volatile"], gpu["verdict"]))
+                    "-" if gpu["ecc_uncorrected_volatile"] is None else gpu["ecc_uncorrected_volatile"], gpu["verdict"],
+                    gpu.get("action") or "-"))
             out.append("")
         for name, reason in sorted(host.get("nccl_reasons", {}).items()):
             out.append("- `%s=%s`: %s" % (name, host["nccl_env"].get(name), _md(reason)))

@@ -23,6 +23,57 @@ description:
   - Container shm rule, max(GPUs x O(limits.shm_per_gpu_bytes), O(limits.shm_min_bytes)) capped at
     O(limits.shm_max_ram_fraction) of RAM and rounded down to whole GiB. NCCL keeps its shared-memory
     transport buffers in C(/dev/shm) (more of them when P2P is disabled), Docker's 64 MB default starves it.
+  - Every V(warn) or V(fail) check carries a repair action from a fixed set, C(action) in each check,
+    the host's most disruptive one in C(summary.action), an C(action) label in the textfile. V(pass),
+    V(skip) and V(error) get V(none). The actions follow, least to most disruptive.
+  - V(none), nothing to repair (informational, or the check could not read its input).
+  - V(reconfigure), change the host's configuration as the reason says (driver setting, kernel command line,
+    C(/dev/shm), VBIOS); no hardware is touched.
+  - V(disable_acs_or_nccl_p2p), GPU peer-to-peer is unsafe on the PCIe path, disable ACS redirect (or IOMMU
+    passthrough) or keep C(NCCL_P2P_DISABLE=1).
+  - V(check_fabric_manager), check nvidia-fabricmanager and the NVLink state.
+  - V(check_cooling_power), the GPU is hot or hardware cuts its clocks, check airflow, fans and power.
+  - V(reset_gpu), drain the GPU and reset it (C(nvidia-smi -r)), or reboot.
+  - V(reboot), drain the host and reboot it.
+  - V(reseat_or_check_riser), a GPU is missing or its PCIe link degraded, reseat it, check the riser and slot.
+  - V(rma), a hardware fault the driver's remedies do not clear, contact the vendor for an RMA.
+  - "Escalation: a V(reset_gpu) or V(reboot) finding of V(xid) or V(ecc) becomes V(rma) (C(escalated=true))
+    when the previous report (the file at O(report_path), read before it is replaced) had the same finding on
+    the same GPU (by UUID) or PCI bus and the host rebooted since (another kernel C(boot_id), or a lower
+    uptime); it stays V(rma) while the finding persists within that boot. For V(xid) the previous report's
+    kernel log counts too (the same fatal Xid on the same bus). Without a previous report or reboot
+    evidence nothing escalates."
+  - The action of each check follows, by verdict and cause.
+  - Check V(nvml_init), fail, V(reconfigure) when libnvidia-ml is missing (LibraryNotFound) or not permitted
+    (NoPermission), V(reboot) otherwise (driver not loaded, library/kernel module mismatch, GPU lost).
+  - Check V(gpu_count), fail, V(reseat_or_check_riser) for fewer GPUs than expected or none; V(reboot) when a
+    GPU is enumerated but cannot be opened.
+  - Check V(versions), warn (one model, different VBIOS versions), V(reconfigure).
+  - Check V(ecc), fail (volatile uncorrectable errors), V(reset_gpu), escalating to V(rma) after a reboot;
+    warn (ECC disabled), V(reconfigure).
+  - Check V(row_remap), fail, V(reset_gpu) for a pending remap; V(rma) for a remap failure or exhausted rows.
+  - Check V(recovery_action), fail, the driver's request, V(reset_gpu) for GPU_RESET, DRAIN_P2P,
+    DRAIN_AND_RESET and BUS_RESET, V(check_fabric_manager) for RECOVER_IMEX_DOMAIN, V(reboot) for
+    NODE_REBOOT, SYSTEM_REBOOT and any other.
+  - Check V(clocks_event), warn (hardware, thermal or power-brake slowdown), V(check_cooling_power).
+  - Check V(temperature), warn, V(check_cooling_power). It warns from the GPU's own slowdown threshold
+    (NVML C(NVML_TEMPERATURE_THRESHOLD_SLOWDOWN)) less O(limits.temperature_slowdown_margin_c); only when NVML
+    does not report that threshold from O(limits.temperature_warn_c). The check's C(threshold_c) and
+    C(threshold_source) (V(nvml_slowdown) or V(limit)) and its reason say which was used.
+  - Check V(pcie_link), fail (link narrower than its maximum) or warn (PCIe replays), V(reseat_or_check_riser).
+  - Check V(nvlink), fail (inactive links), V(check_fabric_manager).
+  - Check V(persistence), warn (persistence mode off), V(reconfigure).
+  - Check V(compute_mode), fail (PROHIBITED), V(reconfigure).
+  - Check V(mig), warn (MIG enabled, not allowed), V(reconfigure).
+  - Check V(xid), by Xid code (NVIDIA's Xid catalogue), V(reboot) for 79 (fallen off the bus),
+    V(check_fabric_manager) for 74 (NVLink), V(rma) for 64 (row remap failure), V(reset_gpu) for any other
+    fatal Xid (fail), V(none) for a non-fatal one (warn); V(reset_gpu) and V(reboot) escalate to V(rma) when
+    the same Xid comes back on the same bus after a reboot.
+  - Check V(p2p), fail, V(check_fabric_manager) on an NVLink pair, V(disable_acs_or_nccl_p2p) behind a PCIe
+    switch; warn (no P2P across the host bridge, NCCL's normal case), V(none).
+  - Check V(acs), fail (ACS redirect on the pair's path), V(disable_acs_or_nccl_p2p).
+  - Check V(iommu), warn (IOMMU on, not C(iommu=pt)), V(disable_acs_or_nccl_p2p).
+  - Check V(shm), warn (C(/dev/shm) below O(limits.shm_min_bytes)), V(reconfigure).
   - Only reads the GPUs. With O(report_path) or O(textfile_path) it writes its two reports itself (one
     host call instead of a directory, a copy and a copy task), each by a temporary file renamed over
     the old one (node_exporter's textfile collector requires that), C(root:root 0644), their missing
@@ -95,9 +146,17 @@ options:
         type: int
         default: 511
       temperature_warn_c:
-        description: GPU temperature in Celsius from which V(temperature) warns.
+        description:
+          - GPU temperature in Celsius from which V(temperature) warns, on GPUs whose NVML does not report
+            their slowdown threshold.
         type: int
         default: 85
+      temperature_slowdown_margin_c:
+        description:
+          - V(temperature) warns this many degrees Celsius below the GPU's own slowdown threshold, where NVML
+            reports it (ahead of O(limits.temperature_warn_c)).
+        type: int
+        default: 5
       pcie_replay_warn:
         description: PCIe replay count from which V(pcie_link) warns.
         type: int
@@ -139,7 +198,9 @@ options:
   report_path:
     description:
       - Write the whole fact here as JSON (sorted keys, indent 2), the bytes the role's timer writes.
-      - Omit it to write no JSON report.
+      - The report already there is read first, as the previous report that repair-action escalation compares
+        with (an unreadable one counts as none).
+      - Omit it to write no JSON report (and nothing escalates).
     type: path
   textfile_path:
     description:
@@ -189,13 +250,16 @@ EXAMPLES = r"""
 RETURN = r"""
 ---
 summary:
-  description: The host's verdict (the worst check verdict, V(skip) aside), counts, and the failing checks.
+  description:
+    - The host's verdict (the worst check verdict, V(skip) aside), counts, the failing checks (each line ends
+      with its repair action), and C(action), the most disruptive repair action of all checks.
   returned: always
   type: dict
   sample:
     verdict: fail
     counts: {pass: 120, warn: 0, fail: 2, skip: 8, error: 0}
-    failing: ["ecc gpu5: 3 volatile uncorrectable ECC errors (limit 0): drain and reset the GPU"]
+    failing: ["ecc gpu5: 3 volatile uncorrectable ECC errors (limit 0): drain and reset the GPU (action: reset_gpu)"]
+    action: reset_gpu
 ansible_facts:
   description: Facts set on the host.
   returned: always
@@ -278,16 +342,24 @@ ansible_facts:
           type: dict
           returned: always
         host:
-          description: C(uptime_s), C(memory_total_bytes) and C(nvidia_module_loaded) (C(/proc/driver/nvidia/version) exists).
+          description: C(uptime_s), C(boot_id) (the kernel's, new at every boot), C(memory_total_bytes) and
+            C(nvidia_module_loaded) (C(/proc/driver/nvidia/version) exists).
           type: dict
           returned: always
         checks:
-          description: Every check, with C(id), C(verdict), C(reason), C(gpu) (index or null) and C(pair) (two indexes or null).
+          description:
+            - Every check, with C(id), C(verdict), C(reason), C(gpu) (index or null) and C(pair) (two indexes or null).
+            - C(cause), a short key of what was found (for example V(pending), an Xid code, an NVML error), null when
+              it passed; C(action), the repair action, C(action_reason), what to do or why it escalated, and
+              C(escalated) (bool).
+            - V(xid) checks add C(xid) and C(pci) (the kernel's bus id); V(temperature) checks add C(threshold_c)
+              and C(threshold_source).
           type: list
           elements: dict
           returned: always
           sample:
-            - {id: acs, verdict: fail, gpu: null, pair: [2, 3],
+            - {id: acs, verdict: fail, gpu: null, pair: [2, 3], cause: redirect, action: disable_acs_or_nccl_p2p,
+               escalated: false, action_reason: "GPU peer-to-peer is unsafe on this PCIe path ...",
                reason: "GPU2-GPU3: ACS redirect on bridge 0000:03:10.0 sends P2P through the root complex ..."}
         recommendation:
           description:
@@ -317,7 +389,12 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible.module_utils.common.text.converters import to_bytes, to_text
 
 from ansible_collections.inferops.gpu.plugins.module_utils import gpu_inventory
-from ansible_collections.inferops.gpu.plugins.module_utils.gpu_health_checks import CHECK_IDS, DEFAULT_LIMITS, run_health
+from ansible_collections.inferops.gpu.plugins.module_utils.gpu_health_checks import (
+    CHECK_IDS,
+    DEFAULT_LIMITS,
+    load_previous_report,
+    run_health,
+)
 from ansible_collections.inferops.gpu.plugins.module_utils.gpu_health_render import (
     checks_matching,
     render_prometheus,
@@ -426,6 +503,8 @@ def main():
         expected_gpu_count=params["expected_gpu_count"],
         skip_checks=params["skip_checks"],
         limits=params["limits"],
+        # The report this module wrote last time, before it is replaced: escalation's evidence.
+        previous=load_previous_report(params["report_path"]),
     )
     result = {"changed": False, "summary": facts["summary"], "ansible_facts": {"gpu_health": facts}}
     # The reports are written before fail_on can fail the task, so an unhealthy host gets them too.

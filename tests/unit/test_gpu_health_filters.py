@@ -33,18 +33,21 @@ def test_every_filter_is_registered_and_documented():
 
 def test_table_has_a_row_per_gpu_and_the_reason_for_nccl(facts_of):
     lines = filters.gpu_health_table(facts_of("pcie-4-acs", expected_gpu_count=4), "gpu-a")
-    assert lines[0].startswith("gpu-a: FAIL, 4 GPU(s) of 4 expected, driver 535.216.01")
+    assert lines[0].startswith("gpu-a: FAIL (action: disable_acs_or_nccl_p2p), 4 GPU(s) of 4 expected, driver 535.216.01")
     rows = [line for line in lines if line.split()[0].isdigit()]
     assert [row.split()[0] for row in rows] == ["0", "1", "2", "3"]
     assert all("NVIDIA L40S" in row and "gen4 x16" in row for row in rows)
     assert "NCCL: NCCL_P2P_DISABLE=1; container /dev/shm 64g; vLLM custom all-reduce off" in lines
     assert any(line.startswith("  why NCCL_P2P_DISABLE: P2P unsafe on GPU0-GPU2") for line in lines)
-    assert any(line.startswith("  ! acs gpu2-gpu3:") for line in lines)
+    assert any(line.startswith("  ! acs gpu2-gpu3:") and line.endswith("(action: disable_acs_or_nccl_p2p)")
+               for line in lines)
+    # The ACS host's GPUs pass on their own: their rows say so, action none.
+    assert all(row.split()[-2:] == ["pass", "none"] for row in rows)
 
 
 def test_table_of_a_host_without_driver(facts_of):
     lines = filters.gpu_health_table(facts_of("no-driver"), "dead")
-    assert lines[0] == "dead: FAIL, no GPU(s), driver -, CUDA -, NVML DriverNotLoaded"
+    assert lines[0] == "dead: FAIL (action: reboot), no GPU(s), driver -, CUDA -, NVML DriverNotLoaded"
     assert any("nvml_init" in line and "driver not loaded" in line for line in lines)
 
 
@@ -70,7 +73,9 @@ def test_fleet_counts_verdicts_and_missing_hosts(facts_of):
 
     markdown = filters.gpu_health_fleet_markdown(dict(fleet, generated="2026-01-01T00:00:00Z"))
     assert markdown.startswith("# GPU health\n\nGenerated 2026-01-01T00:00:00Z.\n")
-    assert "| a-acs | fail | 4 | 535.216.01 | NCCL_P2P_DISABLE=1 | 64g |" in markdown
+    assert "| a-acs | fail | disable_acs_or_nccl_p2p | 4 | 535.216.01 | NCCL_P2P_DISABLE=1 | 64g |" in markdown
+    assert "| b-healthy | pass | none | 8 |" in markdown
+    assert [host["action"] for host in fleet["hosts"]] == ["disable_acs_or_nccl_p2p", "none", None]
     assert "| c-gone | missing | - |" in markdown
     assert "## b-healthy (pass)" in markdown
     assert "| 7 | NVIDIA H100 80GB HBM3 | 80 GiB |" in markdown

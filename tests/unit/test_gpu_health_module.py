@@ -218,7 +218,13 @@ def test_prometheus_text_is_valid_exposition(fake_gpu_host, topology):
 def test_prometheus_text_carries_verdict_and_recommendation(fake_gpu_host):
     text = render_prometheus(health(fake_gpu_host("pcie-4-acs")))
     assert 'inferops_gpu_health_verdict{verdict="fail"} 1' in text
-    assert 'inferops_gpu_health_check{check="acs",gpu="",pair="2-3",verdict="fail"} 1' in text
+    assert ('inferops_gpu_health_check{check="acs",gpu="",pair="2-3",verdict="fail",'
+            'action="disable_acs_or_nccl_p2p"} 1') in text
+    assert 'inferops_gpu_health_check{check="acs",gpu="",pair="0-1",verdict="pass",action="none"} 1' in text
+    assert 'inferops_gpu_health_action{action="disable_acs_or_nccl_p2p"} 1' in text
+    assert 'inferops_gpu_health_action{action="none"} 0' in text
+    # L40S: NVML reports the slowdown threshold (89 C in the topology)
+    assert 'inferops_gpu_temperature_slowdown_celsius{gpu="0",' in text and '"NVIDIA L40S"} 89' in text
     assert "inferops_gpu_health_nccl_p2p_disable_recommended 1" in text
     assert 'inferops_gpu_p2p_safe{gpu_a="2",gpu_b="3"} 0' in text
 
