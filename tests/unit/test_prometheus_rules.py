@@ -124,6 +124,10 @@ def test_alerts_fire_on_the_rendered_textfiles(textfiles, tmp_path):
     assert any(a["exp_labels"]["instance"] == "acs:9100" and a["exp_labels"]["check"] == "acs"
                and a["exp_labels"]["pair"] == "2-3" for a in failing), failing
     assert not [a for alerts in expected.values() for a in alerts if a["exp_labels"]["instance"] == "h100:9100"]
+    # The runbook points at the finding's repair action (the textfile's action label).
+    acs = [a for a in failing if a["exp_labels"]["instance"] == "acs:9100" and a["exp_labels"]["check"] == "acs"]
+    assert all(a["exp_labels"]["action"] == "disable_acs_or_nccl_p2p" for a in acs)
+    assert all(a["exp_annotations"]["runbook"].startswith("Repair action disable_acs_or_nccl_p2p ") for a in acs)
     assert all(expected[name] for name in ("InferopsGpuEccUncorrected", "InferopsGpuMissing", "InferopsGpuNvmlDown",
                                            "InferopsGpuHealthReportStale", "InferopsXinferenceEndpointDown")), \
         {name: len(alerts) for name, alerts in expected.items()}
