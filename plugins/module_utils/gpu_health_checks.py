@@ -595,8 +595,8 @@ def describe_check(check):
     elif check.get("pair"):
         where = " gpu%d-gpu%d" % tuple(check["pair"])
     action = action_of(check)
-    return "%s%s: %s (action: %s%s)" % (check["id"], where, check["reason"], action,
-                                         ", escalated" if check.get("escalated") else "")
+    escalated = ", escalated" if check.get("escalated") else ""
+    return "%s%s: %s (action: %s%s)" % (check["id"], where, check["reason"], action, escalated)
 
 
 def summarize(checks):
