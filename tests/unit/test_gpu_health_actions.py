@@ -217,3 +217,52 @@ def test_textfile_of_an_escalated_host_keeps_promtool_quiet(fake_gpu_host, tmp_p
     run = subprocess.run([promtool, "check", "metrics"], input=render_prometheus(after), capture_output=True,
                          text=True, check=False)
     assert run.returncode == 0 and not (run.stdout + run.stderr).strip(), run.stdout + run.stderr
+
+
+def test_the_timers_runner_escalates_like_the_module(fake_gpu_host, tmp_path):
+    """The role's timer runner (templates/gpu_health_check.py.j2), installed as timer.yml installs it
+    (the three module_utils under lib/ with package markers), run as a script by a fresh Python that
+    loads the fake NVML by LD_LIBRARY_PATH: the second run, after the reboot, escalates from the
+    report the first one wrote."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    import jinja2
+
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    install = tmp_path / "opt"
+    package = install / "lib" / "ansible_collections" / "inferops" / "gpu" / "plugins" / "module_utils"
+    package.mkdir(parents=True)
+    for level in (package, *list(package.parents)[:4]):
+        (level / "__init__.py").write_text("")
+    for name in ("gpu_inventory.py", "gpu_health_checks.py", "gpu_health_render.py"):
+        shutil.copy(os.path.join(repo, "plugins", "module_utils", name), package / name)
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined)
+    env.filters["comment"] = lambda text: "#\n# %s\n#" % text
+    env.filters["to_json"] = json.dumps
+    template = open(os.path.join(repo, "roles", "gpu_health", "templates", "gpu_health_check.py.j2")).read()
+    runner = tmp_path / "gpu_health_check.py"
+    runner.write_text(env.from_string(template).render(
+        ansible_managed="Ansible managed", __gpu_health_python=sys.executable, __gpu_health_timer_pkg_dir=str(package),
+        gpu_health_timer_config_path=str(tmp_path / "config.json"), gpu_health_timer_install_dir=str(install)))
+    report = tmp_path / "report.json"
+
+    def run(topology):
+        host = fake_gpu_host(topology)
+        (tmp_path / "config.json").write_text(json.dumps({
+            "sysfs_root": host.sysfs_root, "procfs_root": host.procfs_root, "kernel_log": host.kernel_log,
+            "shm_path": "/dev/shm", "expected_gpu_count": 8, "report_path": str(report),
+            "textfile_path": str(tmp_path / "gpu_health.prom"), "fail_on": ["fail"]}))
+        done = subprocess.run(
+            [sys.executable, str(runner), "--config", str(tmp_path / "config.json")], capture_output=True, text=True,
+            check=False, env=dict(os.environ, LD_LIBRARY_PATH=os.path.join(repo, "tests", "fake_nvml", "build")))
+        assert done.returncode == 3, done.stdout + done.stderr  # a fail verdict, reports written
+        return done.stderr, json.loads(report.read_text())
+
+    stderr, first = run("ecc-bad")
+    assert first["nvml"]["available"] and "(action: reboot)" in stderr
+    stderr, second = run("ecc-bad-rebooted")
+    assert "(action: rma, escalated)" in stderr
+    assert actions(second)[("xid", 5, None)] == ("rma", True) and second["summary"]["action"] == "rma"

@@ -126,6 +126,8 @@ def test_report_matches_topology(report, topology, hostvars):
         assert ("ecc", 5) in failing and ("xid", 5) in failing, failing
         assert all(gpu == 5 for _check, gpu in failing), failing
         assert "Xid 79" in checks(report, "xid", "fail")[0]["reason"]
+        assert [(c["action"], c["escalated"]) for c in checks(report, "xid", "fail")] == [("reboot", False)]
+        assert summary["action"] == "reboot"
         assert report["gpus"][5]["ecc"]["volatile_uncorrected"] == 4
         assert checks(report, "ecc", "pass") and all(c["gpu"] != 5 for c in checks(report, "ecc", "pass"))
     elif topology in ("no-driver", "real"):
@@ -173,14 +175,17 @@ def test_textfile(textfile, topology):
         assert 'inferops_gpu_p2p_safe{gpu_a="2",gpu_b="3"} 0' in lines
         assert 'inferops_gpu_p2p_safe{gpu_a="0",gpu_b="1"} 1' in lines
         assert "inferops_gpu_health_nccl_p2p_disable_recommended 1" in lines
-        assert 'inferops_gpu_health_check{check="acs",gpu="",pair="2-3",verdict="fail"} 1' in lines
+        assert ('inferops_gpu_health_check{check="acs",gpu="",pair="2-3",verdict="fail",'
+                'action="disable_acs_or_nccl_p2p"} 1') in lines
     elif topology == "ecc-bad":
         assert any(re.match(r'inferops_gpu_ecc_uncorrected_volatile_errors\{gpu="5",.*\} 4$', line) for line in lines)
         assert 'inferops_gpu_xid_recent{pci="0000:ab:00",xid="79"} 1' in lines
-        assert 'inferops_gpu_health_check{check="ecc",gpu="5",pair="",verdict="fail"} 1' in lines
+        # Every converge of the scenario runs in one boot: the first remedy, no escalation.
+        assert 'inferops_gpu_health_check{check="ecc",gpu="5",pair="",verdict="fail",action="reset_gpu"} 1' in lines
+        assert 'inferops_gpu_health_action{action="reboot"} 1' in lines
     else:
         assert "inferops_gpu_health_nvml_up 0" in lines
-        assert 'inferops_gpu_health_check{check="nvml_init",gpu="",pair="",verdict="fail"} 1' in lines
+        assert 'inferops_gpu_health_check{check="nvml_init",gpu="",pair="",verdict="fail",action="reboot"} 1' in lines
 
 
 # --- the gate ---------------------------------------------------------------------------------
