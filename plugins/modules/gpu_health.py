@@ -57,8 +57,8 @@ description:
     NODE_REBOOT, SYSTEM_REBOOT and any other.
   - Check V(clocks_event), warn (hardware, thermal or power-brake slowdown), V(check_cooling_power).
   - Check V(temperature), warn, V(check_cooling_power). It warns from the GPU's own slowdown threshold
-    (NVML C(NVML_TEMPERATURE_THRESHOLD_SLOWDOWN)) less O(limits.temperature_slowdown_margin_c); only when NVML
-    does not report that threshold from O(limits.temperature_warn_c). The check's C(threshold_c) and
+    (NVML C(NVML_TEMPERATURE_THRESHOLD_SLOWDOWN)) less O(limits.temperature_slowdown_margin_c), and from
+    O(limits.temperature_warn_c) only where NVML does not report that threshold. The check's C(threshold_c) and
     C(threshold_source) (V(nvml_slowdown) or V(limit)) and its reason say which was used.
   - Check V(pcie_link), fail (link narrower than its maximum) or warn (PCIe replays), V(reseat_or_check_riser).
   - Check V(nvlink), fail (inactive links), V(check_fabric_manager).
