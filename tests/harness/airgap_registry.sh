@@ -118,7 +118,8 @@ if [ "$remote_id" != "$local_id" ]; then
   echo "    pushing $XINFERENCE_IMAGE to $NAME (once per image id; log: .cache/logs/airgap-registry.log)"
   # The controller's login lives in a Docker config of its own (0700), not in ~/.docker.
   export DOCKER_CONFIG="$AUTH/docker-config"
-  mkdir -p -m 0700 "$DOCKER_CONFIG"
+  mkdir -p "$DOCKER_CONFIG"
+  chmod 0700 "$DOCKER_CONFIG"
   {
     docker login -u "$(cat "$AUTH/username")" --password-stdin "localhost:$PUSH_PORT" <"$AUTH/password" &&
     docker tag "$XINFERENCE_IMAGE" "localhost:$PUSH_PORT/$XINFERENCE_IMAGE" &&

@@ -286,5 +286,5 @@ def test_registry_login_and_index_tasks_are_no_log(secret, actions):
         shown = [args, task.get("vars"), block_vars] + [task.get(key) for key in PRINTED_KEYWORDS]
         if harmful(shown, {secret: None}):
             using.append((action, no_log, "%s: %s" % (path, task.get("name", action))))
-    assert actions <= {action for action, _, _ in using}, using
-    assert [label for _, no_log, label in using if not no_log] == []
+    assert actions <= {entry[0] for entry in using}, using
+    assert [entry[2] for entry in using if not entry[1]] == []
