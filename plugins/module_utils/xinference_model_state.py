@@ -265,6 +265,14 @@ def _uri(value):
     return value.rstrip("/") if isinstance(value, str) else value
 
 
+def _holds(actual, desired):
+    """Whether a registered value holds the desired one: Xinference fills a nested object (a spec's
+    virtualenv) with the defaults of its other fields, which are no difference."""
+    if isinstance(desired, dict):
+        return isinstance(actual, dict) and all(v is None or _holds(actual.get(k), v) for k, v in desired.items())
+    return actual == desired
+
+
 def registration_differences(actual, desired):
     found = {}
     for key, value in desired.items():
@@ -280,7 +288,7 @@ def registration_differences(actual, desired):
                         break
                 if not match:
                     found["model_specs"] = {"registered": actual.get("model_specs"), "desired": value}
-        elif actual.get(key) != value:
+        elif not _holds(actual.get(key), value):
             found[key] = {"registered": actual.get(key), "desired": value}
     return found
 

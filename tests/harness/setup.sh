@@ -7,7 +7,9 @@
 #   5. the Debian 12 and 13 systemd base images (rebuilt only when their recipe changes),
 #   6. the fake NVML library (make -C tests/fake_nvml, when that directory exists),
 #   7. the CPU Xinference image inferops/xinference-cpu:4.1.0 and the all-MiniLM-L6-v2 model
-#      directory the xinference scenarios load (rebuilt only when their recipe changes).
+#      directory the xinference scenarios load (rebuilt only when their recipe changes),
+#   8. the air-gapped registry and package index, container inferops-airgap-registry (test CA,
+#      generated login, the Xinference image pushed once per image id; tests/harness/airgap_registry.sh).
 # Logs of every step go to .cache/logs/.
 set -euo pipefail
 
@@ -167,8 +169,15 @@ setup_xinference_image() {
   done_step
 }
 
+# --- 8. air-gapped registry and package index -----------------------------------------------
+setup_airgap_registry() {
+  step "air-gapped registry and package index (container inferops-airgap-registry)"
+  "$ROOT/tests/harness/airgap_registry.sh"
+  done_step
+}
+
 steps=("$@")
-[ "${#steps[@]}" -eq 0 ] && steps=(venv packages dockerd images fake_nvml xinference_image)
+[ "${#steps[@]}" -eq 0 ] && steps=(venv packages dockerd images fake_nvml xinference_image airgap_registry)
 for s in "${steps[@]}"; do
   case "$s" in
     venv) setup_venv; setup_collection_link ;;
@@ -177,6 +186,7 @@ for s in "${steps[@]}"; do
     images) setup_images ;;
     fake_nvml) setup_fake_nvml ;;
     xinference_image) setup_xinference_image ;;
+    airgap_registry) setup_airgap_registry ;;
     *) die "unknown setup step: $s" ;;
   esac
 done

@@ -269,3 +269,22 @@ def test_no_secret_is_a_cacheable_fact(analysis):
 def test_harmful_expressions(expression, expected):
     """The checker itself: what it counts as showing a secret."""
     assert harmful(expression, dict(SECRET_INPUTS)) == expected
+
+
+@pytest.mark.parametrize("secret,actions", [
+    # The registry login (issue 14): docker login with the password, and the pull it allows.
+    ("xinference_registry_password", {"community.docker.docker_login"}),
+    # The engine virtualenv's index: its URL (credentials) goes into the container's environment.
+    ("xinference_pip_index_url", {"community.docker.docker_container"}),
+])
+def test_registry_login_and_index_tasks_are_no_log(secret, actions):
+    """Every task whose arguments carry the registry password or the index URL unmasked is no_log,
+    and the tasks that must use them are among them (the check cannot pass by finding none)."""
+    using = []
+    for path, task, no_log, block_vars in all_tasks():
+        action, args = action_of(task)
+        shown = [args, task.get("vars"), block_vars] + [task.get(key) for key in PRINTED_KEYWORDS]
+        if harmful(shown, {secret: None}):
+            using.append((action, no_log, "%s: %s" % (path, task.get("name", action))))
+    assert actions <= {entry[0] for entry in using}, using
+    assert [entry[2] for entry in using if not entry[1]] == []

@@ -389,3 +389,22 @@ def test_embedding_on_a_cpu_only_xinference(run_module, fake):
     assert not result.failed, result.result.get("msg")
     assert result.result["placement"]["reported"] == [] and result.result["placement"]["verified"] is True
     assert "the CPU" in result.result["placement"]["note"]
+
+
+def test_registration_virtualenv_filled_with_defaults_is_no_difference(run_module, fake):
+    args = embedding()
+    args["registration"]["spec"] = {"virtualenv": {"packages": ["einops==0.8.1"]}}
+    assert run_module(state="registered", **args).result["changed"] is True
+    # Xinference answers with every field of its VirtualEnvSettings, the defaults included.
+    stored = fake.registrations[("embedding", "my-minilm")]
+    assert stored["virtualenv"] == {"packages": ["einops==0.8.1"]}
+    stored["virtualenv"].update(inherit_pip_config=True, index_url=None, extra_index_url=None, find_links=None,
+                                trusted_host=None, no_build_isolation=None)
+    mutations = len(fake.mutations())
+    assert run_module(state="registered", **args).result["changed"] is False
+    assert len(fake.mutations()) == mutations
+    # Another package list is a difference.
+    args["registration"]["spec"] = {"virtualenv": {"packages": ["einops==0.8.0"]}}
+    updated = run_module(state="registered", **args)
+    assert updated.result["changed"] is True
+    assert "virtualenv" in updated.result["registration"]["differences"]

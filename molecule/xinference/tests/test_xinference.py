@@ -2,7 +2,10 @@
 
 Real state only: the container the role started (its environment, /dev/shm, capabilities,
 ulimits, mounts, log rotation, health check), the API key file, and the API itself: an embedding
-through the endpoint with the client API key returns a 384-dimension vector. Then drift: a
+through the endpoint with the client API key returns a 384-dimension vector. The air-gapped paths:
+the image was pulled from the test registry with the role's login (its digest is the registry's),
+a wrong registry password stops the role before the container is touched, and the model's engine
+virtualenv installed its package from the test index, whose credentials reach no log. Then drift: a
 terminated model and a stopped container are reported by check mode and repaired by a run (the
 model relaunched), and an image tag change recreates the container with XINFERENCE_HOME kept.
 """
@@ -12,9 +15,15 @@ import os
 import re
 import subprocess
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 CONTAINER = "xinference"
+REGISTRY = "registry.inferops.test:5000"
+IMAGE = REGISTRY + "/inferops/xinference-cpu"
+# The test registry and index (tests/harness/airgap_registry.sh): its container, login and CA.
+AIRGAP = Path(__file__).resolve().parents[3] / ".cache" / "airgap"
+SERVER = "inferops-airgap-registry"
 URL = "http://127.0.0.1:9997"
 KEY_FILE = "/etc/inferops/xinference-api-key"
 MODEL_UID = "minilm"
@@ -51,13 +60,17 @@ def embedding(host):
     return body["data"][0]["embedding"]
 
 
-def _run(playbook, *extra):
-    """Run a playbook of this scenario from the controller; return its recap's changed= count."""
+def _playbook(playbook, *extra):
     env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
     scenario = os.environ["MOLECULE_SCENARIO_DIRECTORY"]
-    run = subprocess.run(
+    return subprocess.run(
         ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], os.path.join(scenario, playbook), *extra],
         env=env, capture_output=True, text=True, timeout=1200, check=False)
+
+
+def _run(playbook, *extra):
+    """Run a playbook of this scenario from the controller; return its recap's changed= count."""
+    run = _playbook(playbook, *extra)
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]
     recap = re.search(r"^xinference-debian13\s*:\s*ok=\d+\s+changed=(\d+)", run.stdout, re.M)
     assert recap, run.stdout[-4000:]
@@ -67,7 +80,7 @@ def _run(playbook, *extra):
 def test_container_runs_the_pinned_image_in_the_local_shape(host):
     data = inspect(host)
     assert data["State"]["Running"]
-    assert data["Config"]["Image"] == "inferops/xinference-cpu:4.1.0"
+    assert data["Config"]["Image"] == IMAGE + ":4.1.0"
     assert data["Config"]["Cmd"][:5] == ["xinference-local", "--host", "0.0.0.0", "--port", "9997"]
     assert data["Config"]["Labels"]["org.inferops.shape"] == "local"
     assert data["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
@@ -78,7 +91,13 @@ def test_container_environment(host):
     env = dict(item.split("=", 1) for item in inspect(host)["Config"]["Env"])
     assert env["XINFERENCE_HOME"] == "/data"
     assert env["XINFERENCE_MODEL_SRC"] == "huggingface"
-    assert env["XINFERENCE_ENABLE_VIRTUAL_ENV"] == "0"
+    assert env["XINFERENCE_ENABLE_VIRTUAL_ENV"] == "1"
+    # The index (credentials in its URL), the host's CA bundle (it trusts the test CA) and the index's name.
+    assert env["UV_DEFAULT_INDEX"].endswith("@pypi.inferops.test/simple")
+    assert env["SSL_CERT_FILE"] == env["PIP_CERT"] == "/etc/inferops/ca-bundle.pem"
+    assert "/etc/ssl/certs/ca-certificates.crt:/etc/inferops/ca-bundle.pem:ro" in inspect(host)["HostConfig"]["Binds"]
+    server_ip = _server()["NetworkSettings"]["IPAddress"]
+    assert "pypi.inferops.test:" + server_ip in inspect(host)["HostConfig"]["ExtraHosts"]
     assert env["HF_HUB_OFFLINE"] == "1" and env["TRANSFORMERS_OFFLINE"] == "1"
     # The operator's extra environment, and xinference_nccl_env (no nccl_tuning in converge), not the
     # env file prepare's nccl_tuning left on the host (NCCL_DEBUG=WARN there): the role reads no file.
@@ -160,17 +179,87 @@ def test_stopped_container_is_reported_restarted_and_its_model_relaunched(host):
     assert len(embedding(host)) == 384
 
 
+def _server():
+    return json.loads(subprocess.run(["docker", "inspect", SERVER], capture_output=True, text=True,
+                                     check=True).stdout)[0]
+
+
+def _password():
+    return (AIRGAP / "registry" / "password").read_text().strip()
+
+
+def test_image_pulled_from_the_registry_by_its_digest(host):
+    # What the registry serves for the tag (the controller's loopback port of the same server).
+    user = (AIRGAP / "registry" / "username").read_text().strip()
+    port = _server()["HostConfig"]["PortBindings"]["5000/tcp"][0]["HostPort"]
+    head = subprocess.run(
+        ["curl", "-fsSI", "-K", "-", "--cacert", str(AIRGAP / "ca" / "ca.crt"),
+         "-H", "Accept: application/vnd.docker.distribution.manifest.v2+json",
+         "https://localhost:%s/v2/inferops/xinference-cpu/manifests/4.1.0" % port],
+        input='user = "%s:%s"\n' % (user, _password()), capture_output=True, text=True, check=True).stdout
+    digest = re.search(r"(?im)^docker-content-digest:\s*(sha256:[0-9a-f]{64})", head).group(1)
+    image = json.loads(host.check_output("docker image inspect %s", IMAGE + ":4.1.0"))[0]
+    assert IMAGE + "@" + digest in image["RepoDigests"]
+    assert image["Id"] == inspect(host)["Image"]
+    # The role's login is Docker's, for this registry only.
+    auths = json.loads(host.file("/root/.docker/config.json").content_string)["auths"]
+    assert list(auths) == [REGISTRY]
+    assert host.file("/root/.docker/config.json").mode == 0o600
+
+
+def test_wrong_registry_password_stops_the_role_before_the_container(host):
+    before = inspect(host)
+    run = _playbook("role.yml", "-vv", "-e", "xinference_registry_password=inferops-wrong-password")
+    assert run.returncode != 0
+    out = run.stdout + run.stderr
+    assert re.search(r"docker login to xinference_registry_url=registry\.inferops\.test:5000 as\s+"
+                     r"xinference_registry_username=inferops failed, the container was not\s+touched", out), out[-4000:]
+    assert re.search(r"(?i)401|unauthori[sz]ed", out), out[-4000:]
+    assert "inferops-wrong-password" not in out and _password() not in out
+    after = inspect(host)
+    assert (after["Id"], after["State"]["StartedAt"]) == (before["Id"], before["State"]["StartedAt"])
+    assert after["State"]["Running"]
+
+
+def test_engine_virtualenv_installed_from_the_index(host):
+    # The model's virtualenv under XINFERENCE_HOME holds the package its registration names ...
+    found = host.check_output("find /var/lib/xinference/virtualenv -maxdepth 9 -type d -name 'einops-0.8.1.dist-info'")
+    assert found.strip(), "no einops-0.8.1.dist-info in the model's virtualenv"
+    # ... fetched over HTTPS from the test index with its login (nginx logs the user, never the password).
+    # Only this host's requests (its address on the default bridge, since it was created) count.
+    me = json.loads(subprocess.run(["docker", "inspect", "xinference-debian13"], capture_output=True, text=True,
+                                   check=True).stdout)[0]
+    created = datetime.fromisoformat(me["Created"][:19]).replace(tzinfo=timezone.utc)
+    log = subprocess.run(["docker", "exec", SERVER, "cat", "/var/log/nginx/access.log"],
+                         capture_output=True, text=True, check=True).stdout
+    fetched = [line for line in log.splitlines()
+               if line.startswith(me["NetworkSettings"]["IPAddress"] + " - inferops [")
+               and '"GET /packages/einops-0.8.1-py3-none-any.whl HTTP/1.1" 200 ' in line
+               and datetime.strptime(line.split("[", 1)[1].split("]", 1)[0], "%d/%b/%Y:%H:%M:%S %z") >= created]
+    assert fetched, log[-2000:]
+
+
+def test_index_and_registry_credentials_reach_no_log(host):
+    password = _password()
+    logs = host.run("docker logs %s 2>&1; cat /var/lib/xinference/logs/*/*.log /var/lib/xinference/logs/*.log"
+                    " 2>/dev/null; journalctl -u docker --no-pager 2>/dev/null", CONTAINER)
+    assert logs.stdout.strip()
+    assert password not in logs.stdout
+    server_logs = subprocess.run(["docker", "logs", SERVER], capture_output=True, text=True, check=True)
+    assert password not in server_logs.stdout + server_logs.stderr
+
+
 def test_tag_change_recreates_the_container_and_keeps_xinference_home(host):
     # Another tag of the same release with its own image id: an upgrade as docker sees it.
-    host.check_output("printf 'FROM inferops/xinference-cpu:4.1.0\\nLABEL org.inferops.test=upgrade\\n'"
-                      " | docker build -q -t inferops/xinference-cpu:4.1.0-next -")
+    host.check_output("printf 'FROM %s:4.1.0\\nLABEL org.inferops.test=upgrade\\n'"
+                      " | docker build -q -t %s:4.1.0-next -", IMAGE, IMAGE)
     before_id = inspect(host)["Id"]
     key_before = api_key(host)
     # The last test of the run (destroy follows): the host stays on the new tag.
     assert _run("role.yml", "-e", "xinference_image_tag=4.1.0-next") >= 1
     data = inspect(host)
     assert data["Id"] != before_id
-    assert data["Config"]["Image"] == "inferops/xinference-cpu:4.1.0-next"
+    assert data["Config"]["Image"] == IMAGE + ":4.1.0-next"
     # Same auth database: no new setup, the clients' key still works, the model is back.
     assert api_key(host) == key_before
     assert len(embedding(host)) == 384
