@@ -7,7 +7,10 @@
 #   5. the Debian 12 and 13 systemd base images (rebuilt only when their recipe changes),
 #   6. the fake NVML library (make -C tests/fake_nvml, when that directory exists),
 #   7. the CPU Xinference image inferops/xinference-cpu:4.1.0 and the all-MiniLM-L6-v2 model
-#      directory the xinference scenarios load (rebuilt only when their recipe changes).
+#      directory the xinference scenarios load (rebuilt only when their recipe changes),
+#   8. the air-gapped apt mirror inferops-airgap-mirror (mirror.inferops.test over HTTPS: NVIDIA's
+#      and Docker's repository layouts with stand-in packages; tests/harness/airgap_mirror.sh,
+#      rebuilt only when its recipe changes).
 # Logs of every step go to .cache/logs/.
 set -euo pipefail
 
@@ -166,8 +169,15 @@ setup_xinference_image() {
   done_step
 }
 
+# --- 8. air-gapped apt mirror ---------------------------------------------------------------
+setup_airgap_mirror() {
+  step "apt mirror inferops-airgap-mirror (https://mirror.inferops.test, stand-in packages)"
+  "$ROOT/tests/harness/airgap_mirror.sh" >/dev/null
+  done_step
+}
+
 steps=("$@")
-[ "${#steps[@]}" -eq 0 ] && steps=(venv packages dockerd images fake_nvml xinference_image)
+[ "${#steps[@]}" -eq 0 ] && steps=(venv packages dockerd images fake_nvml xinference_image airgap_mirror)
 for s in "${steps[@]}"; do
   case "$s" in
     venv) setup_venv; setup_collection_link ;;
@@ -176,6 +186,7 @@ for s in "${steps[@]}"; do
     images) setup_images ;;
     fake_nvml) setup_fake_nvml ;;
     xinference_image) setup_xinference_image ;;
+    airgap_mirror) setup_airgap_mirror ;;
     *) die "unknown setup step: $s" ;;
   esac
 done
