@@ -6,7 +6,8 @@
 # default bridge (certificate from tests/harness/test_ca.sh).
 # Idempotent; each piece is redone only when its recipe changes:
 #   image inferops/airgap-mirror:1 (nginx, reprepro, apt-utils, gnupg)  label inferops.recipe
-#   repositories .cache/airgap/mirror/ (www/, gnupg/, fingerprint)    .cache/airgap/mirror/.recipe
+#   repositories .cache/airgap/mirror/ (www/, fingerprint)             .cache/airgap/mirror/.recipe
+#   (the signing key .cache/airgap/mirror-key/gnupg is made once and kept: hosts keep trusting it)
 #   the container (image, repositories, nginx.conf, CA)                label inferops.recipe
 # Usage: tests/harness/airgap_mirror.sh            prints the signing key's fingerprint
 #        tests/harness/airgap_mirror.sh driver V   publishes one more stand-in driver release V
@@ -15,10 +16,11 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 HERE="$ROOT/tests/harness/airgap_mirror"
 OUT="$ROOT/.cache/airgap/mirror"
+KEY="$ROOT/.cache/airgap/mirror-key"
 LOGS="$ROOT/.cache/logs"
 IMAGE=inferops/airgap-mirror:1
 NAME=inferops-airgap-mirror
-mkdir -p "$OUT" "$LOGS"
+mkdir -p "$OUT" "$KEY" "$LOGS"
 
 die() { printf 'ERROR: %s\n' "$*" >&2; exit 1; }
 label() { docker inspect -f '{{ index .Config.Labels "inferops.recipe" }}' "$1" 2>/dev/null || true; }
@@ -42,7 +44,7 @@ repo_recipe="$( { echo "$image_recipe"; cat "$HERE/build_repo.sh"; } | sha256sum
 if [ "$(cat "$OUT/.recipe" 2>/dev/null || true)" != "$repo_recipe" ] || [ ! -s "$OUT/fingerprint" ]; then
   # The running server serves the old tree; it is replaced below (its recipe changes with this one).
   docker rm -f "$NAME" >/dev/null 2>&1 || true
-  docker run --rm -v "$HERE:/recipe:ro" -v "$OUT:/out" "$IMAGE" /recipe/build_repo.sh >"$LOGS/airgap-mirror.log" 2>&1 ||
+  docker run --rm -v "$HERE:/recipe:ro" -v "$OUT:/out" -v "$KEY:/key" "$IMAGE" /recipe/build_repo.sh >"$LOGS/airgap-mirror.log" 2>&1 ||
     die "building the repositories failed; see .cache/logs/airgap-mirror.log"
   echo "$repo_recipe" >"$OUT/.recipe"
 fi
@@ -53,7 +55,7 @@ if [ "$(label "$NAME")" != "$server_recipe" ] || [ "$(docker inspect -f '{{.Stat
   # The recipe directory and the tree are mounted so that a scenario can publish a newer
   # stand-in into the running mirror (`airgap_mirror.sh driver V`).
   docker run -d --name "$NAME" --restart unless-stopped --label "inferops.recipe=$server_recipe" \
-    -v "$HERE:/recipe:ro" -v "$OUT:/out" -v "$OUT/www:/srv/mirror:ro" \
+    -v "$HERE:/recipe:ro" -v "$OUT:/out" -v "$KEY:/key" -v "$OUT/www:/srv/mirror:ro" \
     -v "$HERE/nginx.conf:/etc/nginx/conf.d/mirror.conf:ro" \
     -v "$CA/server.crt:/etc/nginx/tls/server.crt:ro" -v "$CA/server.key:/etc/nginx/tls/server.key:ro" \
     "$IMAGE" >/dev/null

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs inside the inferops/airgap-mirror image (tests/harness/airgap_mirror.sh starts it): builds the
 # stand-in packages with dpkg-deb and the repositories in the vendors' layouts under /out/www,
-# signed with a test key made here (/out/gnupg; public key /out/www/inferops-test-mirror.asc).
+# signed with a test key made once (/key/gnupg, kept when the repositories are rebuilt; public key
+# /out/www/inferops-test-mirror.asc, fingerprint /out/fingerprint).
 #   compute/cuda/repos/debian{12,13}/x86_64/   NVIDIA's CUDA repository: flat (suite "/"), so
 #                                              apt-ftparchive (apt-utils) writes it; reprepro only
 #                                              writes dists/ trees
@@ -14,7 +15,7 @@ set -euo pipefail
 OUT=/out
 WWW="$OUT/www"
 DEBS="$OUT/debs"
-export GNUPGHOME="$OUT/gnupg"
+export GNUPGHOME=/key/gnupg
 NOTE="Test stand-in built by the inferops.gpu test harness: not the vendor's package, it only has the
  vendor's name, version and dependency shape (and the files the roles check)."
 
@@ -90,6 +91,7 @@ echo 'nvcc: NVIDIA (R) Cuda compiler driver (inferops.gpu test stand-in)'
 echo 'Cuda compilation tools, release $r, V$u'"
   mkdir -p "$PAYLOAD/usr/local/cuda-$r/lib64"
   deb "cuda-toolkit-$d" "$v" amd64 ""
+  deb cuda-toolkit "$v" amd64 "cuda-toolkit-$d (>= $u)"
   deb "cuda-$d" "$v" amd64 "cuda-toolkit-$d (>= $u), cuda-drivers (>= 550.54.14)"
 }
 
@@ -135,9 +137,17 @@ if [ "${1:-}" = driver ]; then
 fi
 
 rm -rf "${OUT:?}"/*
-mkdir -p "$GNUPGHOME" "$WWW"
-chmod 700 "$GNUPGHOME"
-gpg --batch --passphrase '' --quick-gen-key 'inferops test mirror <mirror@inferops.invalid>' ed25519 sign never 2>/dev/null
+mkdir -p "$WWW"
+if [ ! -d "$GNUPGHOME" ]; then
+  mkdir -p "$GNUPGHOME.new"
+  chmod 700 "$GNUPGHOME.new"
+  GNUPGHOME="$GNUPGHOME.new" gpg --batch --passphrase '' --quick-gen-key \
+    'inferops test mirror <mirror@inferops.invalid>' ed25519 sign never 2>/dev/null
+  # The agent of the temporary home would answer from the moved directory without its keys.
+  GNUPGHOME="$GNUPGHOME.new" gpgconf --kill gpg-agent
+  rm -f "$GNUPGHOME.new"/S.*
+  mv "$GNUPGHOME.new" "$GNUPGHOME"
+fi
 fpr="$(gpg --with-colons --fingerprint | awk -F: '$1 == "fpr" {print $10; exit}')"
 gpg --batch --armor --export >"$WWW/inferops-test-mirror.asc"
 echo "$fpr" >"$OUT/fingerprint"
