@@ -10,6 +10,9 @@
 #      directory the xinference scenarios load (rebuilt only when their recipe changes),
 #   8. the air-gapped registry and package index, container inferops-airgap-registry (test CA,
 #      generated login, the Xinference image pushed once per image id; tests/harness/airgap_registry.sh).
+#   9. the air-gapped apt mirror inferops-airgap-mirror (mirror.inferops.test over HTTPS: NVIDIA's
+#      and Docker's repository layouts with stand-in packages; tests/harness/airgap_mirror.sh,
+#      rebuilt only when its recipe changes).
 # Logs of every step go to .cache/logs/.
 set -euo pipefail
 
@@ -176,8 +179,15 @@ setup_airgap_registry() {
   done_step
 }
 
+# --- 9. air-gapped apt mirror ---------------------------------------------------------------
+setup_airgap_mirror() {
+  step "apt mirror inferops-airgap-mirror (https://mirror.inferops.test, stand-in packages)"
+  "$ROOT/tests/harness/airgap_mirror.sh" >/dev/null
+  done_step
+}
+
 steps=("$@")
-[ "${#steps[@]}" -eq 0 ] && steps=(venv packages dockerd images fake_nvml xinference_image airgap_registry)
+[ "${#steps[@]}" -eq 0 ] && steps=(venv packages dockerd images fake_nvml xinference_image airgap_registry airgap_mirror)
 for s in "${steps[@]}"; do
   case "$s" in
     venv) setup_venv; setup_collection_link ;;
@@ -187,6 +197,7 @@ for s in "${steps[@]}"; do
     fake_nvml) setup_fake_nvml ;;
     xinference_image) setup_xinference_image ;;
     airgap_registry) setup_airgap_registry ;;
+    airgap_mirror) setup_airgap_mirror ;;
     *) die "unknown setup step: $s" ;;
   esac
 done

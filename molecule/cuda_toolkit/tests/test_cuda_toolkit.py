@@ -1,9 +1,11 @@
 """Testinfra checks of the cuda_toolkit role with Debian's packages.
 
 Debian 13: CUDA 12.4 and NCCL 2.22. Debian 12: CUDA 11.8; bookworm has no NCCL package, so the
-role installs none and says so.
+role installs none and says so. The mirror hosts (cuda-toolkit-mirror-*) install from the harness's
+local mirror of NVIDIA's CUDA repository (stand-in packages, tests/harness/airgap_mirror.sh).
 """
 
+import os
 import re
 
 import pytest
@@ -13,8 +15,22 @@ RELEASES = {"13": ("12.4", "2.22"), "12": ("11.8", None)}
 PROFILE = "/etc/profile.d/inferops-cuda.sh"
 
 
+# What each mirror host asked for (molecule.yml): the CUDA repository's defaults, and an older NCCL.
+MIRROR_EXPECTED = {
+    "cuda-toolkit-mirror-debian12": ("12.4.1-1", "2.22.3-1+cuda12.4"),
+    "cuda-toolkit-mirror-debian13": ("12.4.1-1", "2.21.5-1+cuda12.4"),
+}
+MIRROR = "https://mirror.inferops.test/compute/cuda/repos/debian%s/x86_64/"
+
+
+def _mirror(host):
+    return host.backend.get_hostname() in MIRROR_EXPECTED
+
+
 @pytest.fixture(name="pinned")
 def fixture_pinned(host):
+    if _mirror(host):
+        pytest.skip("a host of NVIDIA's CUDA repository (mirror): test_mirror_* below")
     major = host.file("/etc/debian_version").content_string.strip().split(".")[0]
     major = {"trixie/sid": "13"}.get(major, major)
     return RELEASES[major]
@@ -57,6 +73,8 @@ def test_packages_pinned_and_held(host, pinned, name, index):
 
 
 def test_profile_exports_the_toolkit(host):
+    if _mirror(host):
+        pytest.skip("a host of NVIDIA's CUDA repository (mirror): test_mirror_* below")
     script = host.file(PROFILE)
     assert script.is_file and script.mode == 0o644
     env = host.check_output("bash -lc 'echo $CUDA_HOME; echo $PATH; echo $LD_LIBRARY_PATH'").splitlines()
@@ -69,17 +87,51 @@ def test_profile_exports_the_toolkit(host):
 
 
 def test_no_recommends_pulled(host):
+    if _mirror(host):
+        pytest.skip("a host of NVIDIA's CUDA repository (mirror)")
     # Installed without recommends: the documentation package and the visual profiler stay out.
     assert not host.package("nvidia-cuda-toolkit-doc").is_installed
     assert not host.package("nvidia-visual-profiler").is_installed
 
 
-def test_cuda_repository_from_the_mirror(host):
-    """mirror.yml: the one sources file both roles own through package_repository, accepted by apt."""
+@pytest.fixture(name="mirror_expected")
+def fixture_mirror_expected(host):
+    if not _mirror(host):
+        pytest.skip("a host of Debian's packages")
+    return MIRROR_EXPECTED[host.backend.get_hostname()]
+
+
+def test_mirror_repository_and_key(host, mirror_expected):
+    """mirror.yml and the role: the one sources file both roles own, the mirror's key, accepted by apt."""
+    major = host.system_info.release.split(".")[0]
+    major = {"trixie/sid": "13"}.get(major, major)
     sources = host.file("/etc/apt/sources.list.d/nvidia-cuda.sources").content_string
-    assert "URIs: file:///srv/inferops-cuda-mirror/\n" in sources
+    assert "URIs: %s\n" % (MIRROR % major) in sources, sources
     assert "Suites: /\n" in sources
     assert "Signed-By: /etc/apt/keyrings/nvidia-cuda.asc\n" in sources
-    assert host.file("/etc/apt/keyrings/nvidia-cuda.asc").content_string.startswith("-----BEGIN PGP PUBLIC KEY BLOCK-----")
-    # apt fetched the mirror's signed index: the signature was good.
-    assert host.file("/var/lib/apt/lists/_srv_inferops-cuda-mirror_InRelease").exists
+    key = os.path.join(os.environ["MOLECULE_PROJECT_DIRECTORY"], ".cache/airgap/mirror/www/inferops-test-mirror.asc")
+    with open(key) as f:
+        assert host.file("/etc/apt/keyrings/nvidia-cuda.asc").content_string == f.read()
+    # apt fetched the mirror's signed index over HTTPS: the signature and the certificate were good.
+    assert re.search(r"release o=NVIDIA,l=NVIDIA CUDA", host.check_output("apt-cache policy"))
+
+
+def test_mirror_toolkit_and_nccl_installed_pinned_held(host, mirror_expected):
+    cuda, nccl = mirror_expected
+    assert host.package("cuda-toolkit-12-4").version == cuda
+    assert host.package("libnccl2").version == nccl
+    assert host.package("libnccl-dev").version == nccl
+    # The newest NCCL of the repository is for CUDA 12.6: the pin keeps the +cuda12.4 build.
+    assert "2.22.3-1+cuda12.6" in host.check_output("apt-cache madison libnccl2")
+    for name in ("cuda-toolkit-12-4", "libnccl2", "libnccl-dev"):
+        assert host.check_output("dpkg-query -W -f '${Status}' %s" % name).startswith("hold "), name
+    policy = host.check_output("apt-cache policy libnccl2")
+    assert re.search(r"^\s+\*\*\* %s 1001$" % re.escape(nccl), policy, re.M), policy
+    # The stand-ins' files the checks look at: nvcc's release through the profile, NCCL's header.
+    out = host.check_output("bash -lc 'echo $CUDA_HOME; nvcc --version'")
+    assert out.splitlines()[0] == "/usr/local/cuda-12.4"
+    assert "release 12.4, V12.4.1" in out
+    major, minor, patch = nccl.split("-")[0].split(".")
+    header = host.file("/usr/include/nccl.h").content_string
+    assert "#define NCCL_MINOR %s" % minor in header and "#define NCCL_PATCH %s" % patch in header
+    assert "test stand-in" in host.check_output("dpkg-query -W -f '${Description}' libnccl2")
