@@ -94,7 +94,9 @@ def drain_actions(models, worker=None):
 
 def restore_actions(models, current, worker=None):
     """Requests that bring the recorded models back: launch a model that is gone (on this worker),
-    add replicas on this worker until it has as many as before.
+    add replicas on this worker until it has as many as before. On the supervisor (worker None)
+    only a model that is gone altogether is launched again; a missing replica is its worker's to
+    report (placement_errors names it).
 
     current: {uid: GET /v1/models/{uid}/replicas now, or None when the model is not running}.
     """
@@ -110,12 +112,13 @@ def restore_actions(models, current, worker=None):
                 body["worker_ip"] = worker.rsplit(":", 1)[0]
             actions.append({"action": "launch", "model_uid": uid, "body": body})
             continue
-        have = len([r for r in now if worker is None or r.get("worker_address") == worker])
+        if worker is None:
+            # The supervisor: the workers own the placement and report their replicas themselves.
+            continue
+        have = len([r for r in now if r.get("worker_address") == worker])
         if have < want:
-            body = {"replica": want - have}
-            if worker is not None:
-                body["replica_config"] = {"devices": [{"worker_ip": worker}]}
-            actions.append({"action": "add_replicas", "model_uid": uid, "body": body})
+            actions.append({"action": "add_replicas", "model_uid": uid,
+                            "body": {"replica": want - have, "replica_config": {"devices": [{"worker_ip": worker}]}}})
     return actions
 
 

@@ -11,7 +11,7 @@ module: xinference_drain
 short_description: Record, drain and restore the models one Xinference host serves (rolling upgrades)
 version_added: 0.2.0
 description:
-  - The per-host model steps of P(inferops.gpu.upgrade#playbook) (C(playbooks/upgrade.yml)), through Xinference's
+  - The per-host model steps of the rolling upgrade (C(playbooks/upgrade.yml)), through Xinference's
     REST API (4.x replica calls; 1.x has no per-replica calls and only the supervisor and local shapes apply).
   - V(query) reads the models the host serves and their launch parameters. With O(worker) (a worker host) only the
     models with a replica on that worker, with the replica ids there; without it (the supervisor or a local
