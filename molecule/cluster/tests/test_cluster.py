@@ -395,9 +395,9 @@ def test_upgrade_check_mode_prints_the_plan_and_changes_nothing():
     rc, output = upgrade("--check", "--diff")
     assert rc == 0, output[-6000:]
     old, new = "inferops/xinference-cpu:4.1.0", "inferops/xinference-cpu:" + UPGRADE_TAG
-    # Supervisor first, then the canary (the first worker of the inventory), then the batch.
+    # Supervisor first, then the canary (the first other host in inventory order), then the batch.
     assert '"1. supervisor: %s"' % SUPERVISOR in output, output[-6000:]
-    assert '"2. canary: %s"' % H100 in output and '"3. batch 1: %s"' % ACS in output, output[-6000:]
+    assert '"2. canary: %s"' % ACS in output and '"3. batch 1: %s"' % H100 in output, output[-6000:]
     for name in HOSTS:
         assert '"   %s: xinference_image %s -> %s"' % (name, old, new) in output, output[-6000:]
     assert all(counts["changed"] == 0 and counts["failed"] == 0 for counts in recap(output).values()), output[-3000:]
