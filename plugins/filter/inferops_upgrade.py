@@ -194,7 +194,7 @@ def upgrade_report(hostvars, hosts):
     """The rollout's outcome: upgraded, failed (step, reason), not reached, versions before and after."""
     if not isinstance(hostvars, Mapping):
         raise AnsibleFilterError("upgrade_report expects hostvars")
-    report = {"upgraded": [], "failed": [], "not_reached": []}
+    report = {"upgraded": [], "current": [], "failed": [], "not_reached": []}
     for host in sorted(hosts or []):
         hv = hostvars[host]
         before = hv.get("upgrade_versions_before") or {}
@@ -210,6 +210,8 @@ def upgrade_report(hostvars, hosts):
                 "started": hv.get("upgrade_started"), "finished": hv.get("upgrade_finished"),
                 "models": [m.get("model_uid") for m in hv.get("upgrade_models") or []],
                 "reboot_pending": hv.get("upgrade_reboot_pending") or []})
+        elif hv.get("upgrade_current"):
+            report["current"].append({"host": host, "versions": before})
         elif hv.get("upgrade_step"):
             report["failed"].append({"host": host, "step": hv["upgrade_step"], "reason": "see the output above",
                                      "before": before, "drained": True})
@@ -232,6 +234,8 @@ def upgrade_summary_lines(report):
             item["host"], seconds, changed or "nothing to change",
             "; models back: %s" % ", ".join(item["models"]) if item["models"] else "",
             "; REBOOT PENDING: %s" % "; ".join(item["reboot_pending"]) if item["reboot_pending"] else ""))
+    for item in report.get("current") or []:
+        lines.append("%s: UP TO DATE (the pinned versions run already; upgrade_force=true runs it all the same)" % item["host"])
     for item in report["failed"]:
         lines.append("%s: FAILED at %s: %s%s" % (item["host"], item["step"], item["reason"],
                                                   " (left drained)" if item.get("drained") else ""))

@@ -125,17 +125,20 @@ def test_report_and_lines():
                "upgrade_versions_before": before},
         "w3": {"upgrade_step": "drain"},
         "w4": {},
+        "w5": {"upgrade_current": True, "upgrade_versions_before": before},
     }
-    report = f.upgrade_report(hostvars, ["w4", "w3", "w2", "w1", "sup"])
+    report = f.upgrade_report(hostvars, ["w5", "w4", "w3", "w2", "w1", "sup"])
     assert [item["host"] for item in report["upgraded"]] == ["sup", "w1"]
     assert report["upgraded"][0]["changed"] == ["xinference_image"]
     assert report["failed"] == [
         {"host": "w2", "step": "compare", "reason": "7 GPU(s) now, 8 before", "before": before, "drained": True},
         {"host": "w3", "step": "drain", "reason": "see the output above", "before": {}, "drained": True}]
     assert report["not_reached"] == ["w4"]
+    assert report["current"] == [{"host": "w5", "versions": before}]
     assert f.upgrade_summary_lines(report) == [
         "sup: UPGRADED in 60 s (xinference_image x:1 -> x:2)",
         "w1: UPGRADED (nothing to change); models back: minilm; REBOOT PENDING: no module loaded",
+        "w5: UP TO DATE (the pinned versions run already; upgrade_force=true runs it all the same)",
         "w2: FAILED at compare: 7 GPU(s) now, 8 before (left drained)",
         "w3: FAILED at drain: see the output above (left drained)",
         "w4: NOT REACHED (the rollout stopped before its batch, or unreachable)"]
