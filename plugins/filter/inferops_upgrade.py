@@ -186,7 +186,7 @@ def upgrade_plan_lines(plan, changes=None):
         for host in step["hosts"]:
             found = changes.get(host) or []
             lines.append("   %s: %s" % (host, "; ".join("%s %s -> %s" % (c["component"], c["before"], c["after"])
-                                                         for c in found) or "no pinned version changes (the roles run all the same)"))
+                                                         for c in found) or "up to date, left alone (upgrade_force=true runs it)"))
     return lines
 
 

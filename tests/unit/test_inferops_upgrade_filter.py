@@ -50,7 +50,7 @@ def test_plan_lines_name_each_step_and_the_changes():
     plan = f.upgrade_plan(["sup", "w1"], ["sup"])
     lines = f.upgrade_plan_lines(plan, {"w1": [{"component": "xinference_image", "before": "x:1", "after": "x:2"}]})
     assert lines == ["1. supervisor: sup",
-                     "   sup: no pinned version changes (the roles run all the same)",
+                     "   sup: up to date, left alone (upgrade_force=true runs it)",
                      "2. canary: w1", "   w1: xinference_image x:1 -> x:2"]
     with pytest.raises(AnsibleFilterError):
         f.upgrade_plan_lines({"hosts": []})
