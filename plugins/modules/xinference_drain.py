@@ -149,7 +149,7 @@ def _current(client, uids):
 
 
 def _query(client, worker):
-    status, listing = client.request("GET", "/v1/models")
+    _, listing = client.request("GET", "/v1/models")
     uids = [item["model_uid"] for item in drain._described_models(listing) if item.get("model_uid")]
     return drain.records(listing, dict((uid, client.replicas(uid)) for uid in uids), worker)
 
@@ -214,7 +214,7 @@ def _restore(module, client, worker, models):
             if request is None:
                 answers.append({"model_uid": model["model_uid"], "path": None, "ok": None})
                 continue
-            status, body = client.request("POST", request[0], body=request[1], ok_statuses=(400, 404, 500, 503))
+            status, _ = client.request("POST", request[0], body=request[1], ok_statuses=(400, 404, 500, 503))
             answers.append({"model_uid": model["model_uid"], "path": request[0], "ok": status == 200})
         failed = [a["model_uid"] for a in answers if a["ok"] is False]
         if failed:
