@@ -180,6 +180,32 @@ def gpu_health_drift(current, previous=None):
     return drift
 
 
+def _check_key(check):
+    return (check["id"], check.get("gpu"), tuple(check.get("pair") or ()))
+
+
+def gpu_health_compare(after, before):
+    """Why a measurement taken after a change is worse than the one taken before it.
+
+    The rolling upgrade's gate (playbooks/upgrade.yml): the same GPU count, NVML still answering,
+    and no check that passed before fails, errs or warns now. Returns a list of lines, empty when the
+    host is at least as healthy as before. A check that was not passing before is not held against
+    the upgrade (it is the health gate's business), nor is one that no longer runs.
+    """
+    after = _facts(after, "gpu_health_compare")
+    before = _facts(before, "gpu_health_compare (before)")
+    regressions = []
+    if before["nvml"].get("available") and not after["nvml"].get("available"):
+        regressions.append("NVML answered before, now %s: %s" % (after["nvml"].get("error"), after["nvml"].get("message")))
+    if (after.get("gpu_count") or 0) != (before.get("gpu_count") or 0):
+        regressions.append("%s GPU(s) now, %s before" % (after.get("gpu_count") or 0, before.get("gpu_count") or 0))
+    passed = set(_check_key(check) for check in before["checks"] if check["verdict"] == "pass")
+    for check in after["checks"]:
+        if check["verdict"] in ("warn", "fail", "error") and _check_key(check) in passed:
+            regressions.append("passed before, %s now: %s" % (check["verdict"], describe_check(check)))
+    return regressions
+
+
 def _model_slug(name):
     words = [word for word in re.split(r"[\s_]+", str(name).lower()) if word and word not in _VENDOR_WORDS]
     if not words:
@@ -292,6 +318,7 @@ class FilterModule:
             "gpu_health_fleet_markdown": gpu_health_fleet_markdown,
             "gpu_health_gate": gpu_health_gate,
             "gpu_health_drift": gpu_health_drift,
+            "gpu_health_compare": gpu_health_compare,
             "gpu_health_model_groups": gpu_health_model_groups,
             "gpu_health_host_info": gpu_health_host_info,
             "gpu_health_of_hosts": gpu_health_of_hosts,

@@ -222,3 +222,40 @@ def test_of_hosts_maps_each_host_to_its_fact_or_none(facts_of):
 def test_of_hosts_refuses_bad_arguments(args):
     with pytest.raises(AnsibleFilterError):
         filters.gpu_health_of_hosts(*args)
+
+
+# --- gpu_health_compare: the rolling upgrade's before/after gate -----------------------------
+
+def test_compare_same_measurement_is_no_regression(facts_of):
+    facts = facts_of("h100-sxm-8")
+    assert filters.gpu_health_compare(copy.deepcopy(facts), facts) == []
+    # A host that was already failing a check is not held against the upgrade.
+    acs = facts_of("pcie-4-acs")
+    assert filters.gpu_health_compare(copy.deepcopy(acs), acs) == []
+
+
+def test_compare_names_a_lost_gpu_and_the_dead_driver(facts_of):
+    assert filters.gpu_health_compare(facts_of("missing-gpu"), facts_of("h100-sxm-8"))[0] == "7 GPU(s) now, 8 before"
+    gone = filters.gpu_health_compare(facts_of("no-driver"), facts_of("h100-sxm-8"))
+    assert gone[0].startswith("NVML answered before, now DriverNotLoaded")
+    assert "0 GPU(s) now, 8 before" in gone
+
+
+def test_compare_names_a_check_that_passed_before_and_fails_now(facts_of):
+    now = facts_of("pcie-4-acs")
+    before = copy.deepcopy(now)
+    for check in before["checks"]:
+        if check["id"] == "acs" and check.get("pair") == [2, 3]:
+            check["verdict"] = "pass"
+    found = filters.gpu_health_compare(now, before)
+    assert len(found) == 1 and found[0].startswith("passed before, fail now: acs gpu2-gpu3: ")
+
+
+def test_compare_new_fatal_xid_is_a_regression(facts_of):
+    found = filters.gpu_health_compare(facts_of("ecc-bad"), facts_of("h100-sxm-8"))
+    assert found and all(line.startswith("passed before, ") for line in found)
+
+
+def test_compare_refuses_what_is_not_a_fact(facts_of):
+    with pytest.raises(AnsibleFilterError, match="gpu_health_compare \\(before\\)"):
+        filters.gpu_health_compare(facts_of("h100-sxm-8"), {"checks": []})

@@ -332,6 +332,153 @@ def test_final_detect_run_is_clean(tmp_path):
     assert report["summary"]["clean"] == sorted(HOSTS), output
 
 
+# --- rolling upgrade (issue 12): the image to a second tag, a client loop through it all ------
+#
+# playbooks/upgrade.yml with the inventory's image tag changed (an extra var, as an operator changes
+# the pin): --check first (the plan, nothing changes), then the rollout while a client on the
+# supervisor host sends embedding requests one after the other. The model gets a second replica on
+# e2e-worker-acs first, so that each worker's drain leaves one replica serving. Only the image
+# changes: the driver and engine roles are switched off for the run (nothing of theirs is pinned to
+# a new version here, and they would add minutes). The figures go to .cache/logs/upgrade-cluster.json.
+
+UPGRADE_TAG = "4.1.0-upgrade"
+UPGRADE_RUNS = []
+LOOP = (Path(__file__).resolve().parents[2] / "shared" / "client_loop.py").read_text()
+LOOP_STOP = "/tmp/inferops-upgrade-loop.stop"
+UPGRADE_VARS = ["-e", "xinference_image_tag=" + UPGRADE_TAG, "-e", "inferops_nvidia_driver_enabled=false",
+                "-e", "inferops_container_runtime_enabled=false"]
+
+
+def upgrade(*args):
+    """Run playbooks/upgrade.yml at -vvv (a canary run like the drift runs); return (rc, output)."""
+    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
+    playbook = os.path.join(os.environ["MOLECULE_PROJECT_DIRECTORY"], "playbooks", "upgrade.yml")
+    run = subprocess.run(["ansible-playbook", "-vvv", "-i", os.environ["MOLECULE_INVENTORY_FILE"], playbook,
+                          *UPGRADE_VARS, *args], env=env, capture_output=True, text=True, timeout=1800, check=False)
+    log = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "upgrade-runs" / ("%02d.log" % len(UPGRADE_RUNS))
+    log.parent.mkdir(exist_ok=True)
+    log.write_text(run.stdout + run.stderr)
+    UPGRADE_RUNS.append(log)
+    return run.returncode, run.stdout + run.stderr
+
+
+def second_tag(name):
+    """The test image under a second tag with an id of its own (docker tag alone keeps the id, and
+    the container would not change): a commit of an unstarted container, one empty layer, made in
+    the host's own engine, so no second image crosses docker save | docker load."""
+    image = "inferops/xinference-cpu"
+    node(name).check_output(
+        "docker image inspect {image}:{tag} >/dev/null 2>&1 || {{ docker create --name inferops-upgrade-src "
+        "{image}:4.1.0 true >/dev/null && docker commit --change 'LABEL org.inferops.test=upgrade' "
+        "inferops-upgrade-src {image}:{tag} >/dev/null && docker rm inferops-upgrade-src >/dev/null; }}".format(
+            image=image, tag=UPGRADE_TAG))
+
+
+def replicas_by_worker():
+    status, replicas = api("GET", "/v1/models/%s/replicas" % MODEL_UID, admin_token())
+    assert status == 200, replicas
+    return sorted((r["worker_address"], r["status"]) for r in replicas)
+
+
+def recap(output):
+    """{host: {ok, changed, failed, ...}} from the play recap."""
+    found = {}
+    for host, counts in re.findall(r"^(\S+)\s+:\s+(ok=.*)$", output, re.M):
+        found[host] = dict((k, int(v)) for k, v in re.findall(r"(\w+)=(\d+)", counts))
+    return found
+
+
+def test_upgrade_check_mode_prints_the_plan_and_changes_nothing():
+    for name in HOSTS:
+        second_tag(name)
+    before = dict((name, (inspect(name)["Id"], image_of(name))) for name in HOSTS)
+    rc, output = upgrade("--check", "--diff")
+    assert rc == 0, output[-6000:]
+    old, new = "inferops/xinference-cpu:4.1.0", "inferops/xinference-cpu:" + UPGRADE_TAG
+    # Supervisor first, then the canary (the first other host in inventory order), then the batch.
+    assert '"1. supervisor: %s"' % SUPERVISOR in output, output[-6000:]
+    assert '"2. canary: %s"' % ACS in output and '"3. batch 1: %s"' % H100 in output, output[-6000:]
+    for name in HOSTS:
+        assert '"   %s: xinference_image %s -> %s"' % (name, old, new) in output, output[-6000:]
+    assert all(counts["changed"] == 0 and counts["failed"] == 0 for counts in recap(output).values()), output[-3000:]
+    assert after_equals(before), output[-3000:]
+
+
+def image_of(name):
+    return inspect(name)["Config"]["Image"]
+
+
+def after_equals(before):
+    return all((inspect(name)["Id"], image_of(name)) == before[name] for name in HOSTS)
+
+
+def test_upgrade_rolls_the_image_while_a_client_keeps_asking(tmp_path):
+    acs = "%s:%d" % (address(ACS), WORKER_PORT)
+    h100 = "%s:%d" % (address(H100), WORKER_PORT)
+    status, body = api("POST", "/v1/models/%s/replicas" % MODEL_UID, admin_token(),
+                       {"replica": 1, "replica_config": {"devices": [{"worker_ip": acs}]}})
+    assert status == 200, body
+    assert replicas_by_worker() == sorted([(h100, "READY"), (acs, "READY")])
+
+    sup = node(SUPERVISOR)
+    sup.check_output("rm -f %s", LOOP_STOP)
+    url = "http://%s:%d/v1/embeddings" % (address(SUPERVISOR), PORT)
+    loop = subprocess.Popen(["docker", "exec", "-i", SUPERVISOR, "python3", "-c", LOOP, url, LOOP_STOP, MODEL_UID],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    loop.stdin.write(api_key() + "\n")
+    loop.stdin.close()
+    try:
+        rc, output = upgrade("-e", "upgrade_report_dir=" + str(tmp_path))
+    finally:
+        sup.check_output("touch %s", LOOP_STOP)
+        out, err = loop.communicate(timeout=120)
+    assert loop.returncode == 0, err[-2000:]
+    requests = json.loads(out)
+    report = json.loads((tmp_path / "upgrade.json").read_text()) if (tmp_path / "upgrade.json").exists() else None
+
+    # The figures: every failed request, attributed to the host being upgraded when it was sent.
+    windows = dict((item["host"], (int(item["started"]), int(item["finished"]))) for item in
+                   (report or {}).get("upgraded", []))
+
+    def during(t):
+        return [host for host, (start, end) in windows.items() if start <= t <= end + 1] or ["between hosts"]
+
+    failed = [r for r in requests if not r["ok"]]
+    by_host = {}
+    for r in failed:
+        for host in during(r["t"]):
+            by_host.setdefault(host, []).append(r)
+    figures = {
+        "requests": len(requests), "failed": len(failed),
+        "seconds": round(requests[-1]["t"] + requests[-1]["s"] - requests[0]["t"], 1) if requests else 0,
+        "failed_by_host": dict((host, {"failed": len(items), "from": items[0]["t"], "to": items[-1]["t"] + items[-1]["s"],
+                                       "seconds": round(items[-1]["t"] + items[-1]["s"] - items[0]["t"], 1),
+                                       "statuses": sorted(set(str(i["status"]) for i in items))})
+                               for host, items in by_host.items()),
+        "host_windows": dict((host, {"from": start, "seconds": end - start}) for host, (start, end) in windows.items()),
+    }
+    canary.dump(Path(os.environ["MOLECULE_PROJECT_DIRECTORY"]) / ".cache" / "logs" / "upgrade-cluster.json",
+                {"figures": figures, "report": report})
+    print("client loop during the rolling upgrade: %s" % json.dumps(figures, sort_keys=True))
+
+    assert rc == 0, output[-8000:]
+    assert sorted(item["host"] for item in report["upgraded"]) == sorted(HOSTS), report
+    assert report["failed"] == [] and report["not_reached"] == [], report
+    new = "inferops/xinference-cpu:" + UPGRADE_TAG
+    for name in HOSTS:
+        assert image_of(name) == new and inspect(name)["State"]["Running"], name
+        item = [i for i in report["upgraded"] if i["host"] == name][0]
+        assert item["before"]["xinference_image"] == "inferops/xinference-cpu:4.1.0", item
+        assert item["after"]["xinference_image"] == new and item["changed"] == ["xinference_image"], item
+    # Back as before: one replica on each worker, READY, answering.
+    assert replicas_by_worker() == sorted([(h100, "READY"), (acs, "READY")])
+    assert len(embedding()) == 384
+    assert requests and requests[-1]["ok"], figures
+    # With a replica on each worker, a worker's upgrade costs no request.
+    for name in (H100, ACS):
+        assert name not in by_host, figures
+
+
 # --- canary secrets (issue 11) -------------------------------------------------------------
 #
 # The inventory (molecule.yml) gives every secret-bearing input a CANARY-<kind>-<hex> value, and
@@ -426,7 +573,7 @@ def test_no_canary_leaks():
     # (this scenario's, or another checkout's run of it, in ~/.ansible/tmp/molecule.*).
     sources = [inventory, ephemeral / "molecule.yml", *ephemeral.parent.glob("molecule.*/inventory"),
                *ephemeral.parent.glob("molecule.*/molecule.yml")]
-    controller = canary.scan_paths([ephemeral, Path.home() / ".ansible", log, *DRIFT_RUNS], secrets,
+    controller = canary.scan_paths([ephemeral, Path.home() / ".ansible", log, *DRIFT_RUNS, *UPGRADE_RUNS], secrets,
                                    exclude=sources)
 
     with ThreadPoolExecutor(len(HOSTS)) as pool:
