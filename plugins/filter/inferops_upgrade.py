@@ -23,7 +23,7 @@ COMPONENT_PACKAGES = (
     ("container_toolkit", ("nvidia-container-toolkit",)),
     ("engine", ("docker-ce", "docker.io", "moby-engine")),
 )
-COMPONENTS = tuple(name for name, _ in COMPONENT_PACKAGES) + ("xinference_image",)
+COMPONENTS = tuple(name for name, _packages in COMPONENT_PACKAGES) + ("xinference_image",)
 PIN_KEYS = ("driver", "driver_branch", "cuda", "nccl", "container_toolkit", "xinference_image")
 
 
@@ -185,8 +185,8 @@ def upgrade_plan_lines(plan, changes=None):
         lines.append("%d. %s: %s" % (number, step["name"], ", ".join(step["hosts"])))
         for host in step["hosts"]:
             found = changes.get(host) or []
-            lines.append("   %s: %s" % (host, "; ".join("%s %s -> %s" % (c["component"], c["before"], c["after"])
-                                                         for c in found) or "up to date, left alone (upgrade_force=true runs it)"))
+            what = "; ".join("%s %s -> %s" % (c["component"], c["before"], c["after"]) for c in found)
+            lines.append("   %s: %s" % (host, what or "up to date, left alone (upgrade_force=true runs it)"))
     return lines
 
 
@@ -237,8 +237,8 @@ def upgrade_summary_lines(report):
     for item in report.get("current") or []:
         lines.append("%s: UP TO DATE (the pinned versions run already; upgrade_force=true runs it all the same)" % item["host"])
     for item in report["failed"]:
-        lines.append("%s: FAILED at %s: %s%s" % (item["host"], item["step"], item["reason"],
-                                                  " (left drained)" if item.get("drained") else ""))
+        drained = " (left drained)" if item.get("drained") else ""
+        lines.append("%s: FAILED at %s: %s%s" % (item["host"], item["step"], item["reason"], drained))
     for host in report["not_reached"]:
         lines.append("%s: NOT REACHED (the rollout stopped before its batch, or unreachable)" % host)
     return lines

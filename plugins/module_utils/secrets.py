@@ -141,3 +141,10 @@ def url_password(url):
     module adds it to its no_log values, so its URL option stays readable and the password does not."""
     match = _URL_USERINFO.search(str(url or ""))
     return match.group("password") if match else ""
+
+
+def hide_url_password(module, option="url"):
+    """Adds the password of the module's URL option to its no_log values (see url_password)."""
+    password = url_password(module.params.get(option))
+    if password:
+        module.no_log_values.add(password)

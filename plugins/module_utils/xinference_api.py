@@ -461,3 +461,21 @@ def setup_token_from_log(text):
     """The last setup token an instance printed in its log ("Setup token: ..."), or None."""
     found = SETUP_TOKEN_LOG.findall(text or "")
     return found[-1] if found else None
+
+
+# The connection options of every module that talks to Xinference, documented once in the
+# inferops.gpu.xinference_connection doc fragment; each module adds its own request_timeout.
+CONNECTION_SPEC = {
+    "url": {"type": "str", "default": "http://127.0.0.1:9997"},
+    "api_key": {"type": "str", "no_log": True},
+    "username": {"type": "str"},
+    "password": {"type": "str", "no_log": True},
+    "validate_certs": {"type": "bool", "default": True},
+}
+
+
+def client_from_params(params):
+    """The XinferenceClient of a module's connection options (CONNECTION_SPEC plus request_timeout)."""
+    return XinferenceClient(params["url"], api_key=params.get("api_key"), username=params.get("username"),
+                            password=params.get("password"), validate_certs=params["validate_certs"],
+                            request_timeout=params["request_timeout"])

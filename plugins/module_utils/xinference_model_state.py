@@ -25,7 +25,7 @@ from ansible_collections.inferops.gpu.plugins.module_utils.model_preflight impor
     validate_launch)
 from ansible_collections.inferops.gpu.plugins.module_utils.secrets import MASK, is_secret_name
 from ansible_collections.inferops.gpu.plugins.module_utils.xinference_api import (
-    XinferenceClient, XinferenceError, redact)
+    CONNECTION_SPEC, XinferenceError, client_from_params, redact)
 
 REGISTRATION_SPEC = {
     "model_uri": {"type": "str", "required": True},
@@ -41,11 +41,7 @@ REGISTRATION_SPEC = {
 }
 ARGUMENT_SPEC = {
     "state": {"type": "str", "default": "present", "choices": ["present", "absent", "registered"]},
-    "url": {"type": "str", "default": "http://127.0.0.1:9997"},
-    "api_key": {"type": "str", "no_log": True},
-    "username": {"type": "str"},
-    "password": {"type": "str", "no_log": True},
-    "validate_certs": {"type": "bool", "default": True},
+    **CONNECTION_SPEC,
     "request_timeout": {"type": "int", "default": 60},
     "timeout": {"type": "int", "default": 1800},
     "wait": {"type": "bool", "default": True},
@@ -344,9 +340,7 @@ class ModelManager(object):
                 shown["envs"] = mask_envs(shown["envs"])
             self.result["launch"] = shown
 
-        self.client = XinferenceClient(params["url"], api_key=params.get("api_key"), username=params.get("username"),
-                                       password=params.get("password"), validate_certs=params["validate_certs"],
-                                       request_timeout=params["request_timeout"])
+        self.client = client_from_params(params)
         try:
             self.client.login()
             if state == "present" and params.get("gpu_health") is None and params.get("container_gpus") is None:

@@ -162,7 +162,7 @@ import tempfile
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_bytes, to_text
 
-from ansible_collections.inferops.gpu.plugins.module_utils.secrets import url_password
+from ansible_collections.inferops.gpu.plugins.module_utils.secrets import hide_url_password
 from ansible_collections.inferops.gpu.plugins.module_utils.xinference_api import (
     XinferenceClient, XinferenceError, redact, setup_token_from_db, setup_token_from_log)
 
@@ -365,8 +365,7 @@ def main():
         supports_check_mode=True,
     )
     # A password in the URL (scheme://user:password@host) is hidden like the password option.
-    if url_password(module.params["url"]):
-        module.no_log_values.add(url_password(module.params["url"]))
+    hide_url_password(module)
     bootstrap = AuthBootstrap(module)
     try:
         bootstrap.run()

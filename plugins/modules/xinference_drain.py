@@ -25,6 +25,8 @@ description:
     the placement against the record and sends one request per model (embedding, rerank, LLM).
 author:
   - inferops.gpu maintainers (@inferops)
+extends_documentation_fragment:
+  - inferops.gpu.xinference_connection
 attributes:
   check_mode:
     description: Can run in check_mode and return changed status prediction without modifying target.
@@ -39,23 +41,6 @@ options:
     type: str
     default: query
     choices: [query, drained, restored]
-  url:
-    description: Xinference REST endpoint (the supervisor's in a cluster).
-    type: str
-    default: http://127.0.0.1:9997
-  api_key:
-    description: Bearer API key (Xinference 4.x keys cannot delete or add replicas; use O(username)).
-    type: str
-  username:
-    description: User to log in with (C(POST /token)).
-    type: str
-  password:
-    description: Password of O(username).
-    type: str
-  validate_certs:
-    description: Verify the TLS certificate of an C(https) O(url).
-    type: bool
-    default: true
   request_timeout:
     description: Seconds one HTTP request may take (adding a replica waits until it is loaded).
     type: int
@@ -139,7 +124,9 @@ from urllib.parse import quote
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.inferops.gpu.plugins.module_utils.xinference_api import XinferenceClient, XinferenceError
+from ansible_collections.inferops.gpu.plugins.module_utils.secrets import hide_url_password
+from ansible_collections.inferops.gpu.plugins.module_utils.xinference_api import (
+    CONNECTION_SPEC, XinferenceError, client_from_params)
 from ansible_collections.inferops.gpu.plugins.module_utils import xinference_drain as drain
 
 
@@ -149,7 +136,7 @@ def _current(client, uids):
 
 
 def _query(client, worker):
-    _, listing = client.request("GET", "/v1/models")
+    listing = client.request("GET", "/v1/models")[1]
     uids = [item["model_uid"] for item in drain._described_models(listing) if item.get("model_uid")]
     return drain.records(listing, dict((uid, client.replicas(uid)) for uid in uids), worker)
 
@@ -159,12 +146,12 @@ def _line(action):
         return "%s: delete replica %s (%s)" % (action["model_uid"], action["replica_id"], action["why"])
     if action["action"] == "terminate":
         return "%s: terminate (%s)" % (action["model_uid"], action["why"])
+    body = action["body"]
     if action["action"] == "launch":
-        return "%s: launch %d replica(s)%s" % (action["model_uid"], action["body"]["replica"],
-                                              " on " + action["body"]["worker_ip"] if "worker_ip" in action["body"] else "")
-    return "%s: add %d replica(s)%s" % (action["model_uid"], action["body"]["replica"],
-                                       " on " + action["body"]["replica_config"]["devices"][0]["worker_ip"]
-                                       if "replica_config" in action["body"] else "")
+        where = " on " + body["worker_ip"] if "worker_ip" in body else ""
+        return "%s: launch %d replica(s)%s" % (action["model_uid"], body["replica"], where)
+    where = " on " + body["replica_config"]["devices"][0]["worker_ip"] if "replica_config" in body else ""
+    return "%s: add %d replica(s)%s" % (action["model_uid"], body["replica"], where)
 
 
 def _drain(module, client, worker):
@@ -214,7 +201,7 @@ def _restore(module, client, worker, models):
             if request is None:
                 answers.append({"model_uid": model["model_uid"], "path": None, "ok": None})
                 continue
-            status, _ = client.request("POST", request[0], body=request[1], ok_statuses=(400, 404, 500, 503))
+            status = client.request("POST", request[0], body=request[1], ok_statuses=(400, 404, 500, 503))[0]
             answers.append({"model_uid": model["model_uid"], "path": request[0], "ok": status == 200})
         failed = [a["model_uid"] for a in answers if a["ok"] is False]
         if failed:
@@ -227,11 +214,7 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             state=dict(type="str", default="query", choices=["query", "drained", "restored"]),
-            url=dict(type="str", default="http://127.0.0.1:9997"),
-            api_key=dict(type="str", no_log=True),
-            username=dict(type="str"),
-            password=dict(type="str", no_log=True),
-            validate_certs=dict(type="bool", default=True),
+            **CONNECTION_SPEC,
             request_timeout=dict(type="int", default=600),
             worker=dict(type="str"),
             models=dict(type="list", elements="dict"),
@@ -243,9 +226,8 @@ def main():
     )
     params = module.params
     worker = params["worker"] or None
-    client = XinferenceClient(params["url"], api_key=params["api_key"], username=params["username"],
-                              password=params["password"], validate_certs=params["validate_certs"],
-                              request_timeout=params["request_timeout"])
+    hide_url_password(module)
+    client = client_from_params(params)
     try:
         client.login()
         if params["state"] == "query":

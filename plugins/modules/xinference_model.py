@@ -38,6 +38,8 @@ description:
   - Tokens, passwords and API keys never appear in the output, and error bodies are sanitised.
 author:
   - inferops.gpu maintainers (@inferops)
+extends_documentation_fragment:
+  - inferops.gpu.xinference_connection
 attributes:
   check_mode:
     description: Can run in check_mode and return changed status prediction without modifying target.
@@ -56,27 +58,6 @@ options:
     type: str
     default: present
     choices: [present, absent, registered]
-  url:
-    description:
-      - Xinference REST endpoint (the supervisor's in a cluster).
-      - A password in it (C(https://user:password@host)) never appears in the module's output.
-    type: str
-    default: http://127.0.0.1:9997
-  api_key:
-    description:
-      - Bearer API key. Xinference 4.x keys (C(xf-...)) may only list and call models, so launching,
-        terminating and registering on 4.x need O(username) and O(password).
-    type: str
-  username:
-    description: User to log in with (C(POST /token)); the token is used as Bearer for the other requests.
-    type: str
-  password:
-    description: Password of O(username).
-    type: str
-  validate_certs:
-    description: Verify the TLS certificate of an C(https) O(url).
-    type: bool
-    default: true
   request_timeout:
     description: Seconds one HTTP request may take.
     type: int
@@ -369,7 +350,7 @@ preflight:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.inferops.gpu.plugins.module_utils.secrets import plain_values, secret_values, url_password
+from ansible_collections.inferops.gpu.plugins.module_utils.secrets import hide_url_password, plain_values, secret_values
 from ansible_collections.inferops.gpu.plugins.module_utils.xinference_model_state import (
     ARGUMENT_SPEC, MUTUALLY_EXCLUSIVE, REQUIRED_TOGETHER, ModelManager)
 
@@ -385,8 +366,7 @@ def main():
     envs = module.params.get("envs") or {}
     keep = secret_values(envs) | set(str(module.params[name]) for name in ("password", "api_key") if module.params.get(name))
     module.no_log_values.difference_update(plain_values(envs) - keep)
-    if url_password(module.params["url"]):
-        module.no_log_values.add(url_password(module.params["url"]))
+    hide_url_password(module)
     ModelManager(module).run()
 
 

@@ -72,8 +72,8 @@ def test_placement_errors_name_what_differs():
     record = d.records(LISTING, REPLICAS, W1)
     moved = {"minilm": [dict(REPLICAS["minilm"][0], worker_address=W2), REPLICAS["minilm"][1]],
              "qwen": [dict(REPLICAS["qwen"][0], status="CREATING")]}
-    assert d.placement_errors(record, moved, W1) == ["minilm has 0 replica(s) on %s, 1 before" % W1,
-                                                    "qwen replica(s) 0 not READY"]
+    assert d.placement_errors(record, moved, W1) == [
+        "minilm has 0 replica(s) on %s, 1 before" % W1, "qwen replica(s) 0 not READY"]
     assert d.placement_errors(record, {"minilm": None, "qwen": REPLICAS["qwen"]}, W1) == ["minilm is not running"]
 
 
