@@ -104,7 +104,8 @@ def _documented_plugins():
     found = []
     for path in sorted((REPO / "plugins").glob("*/*.py")):
         kind = path.parent.name
-        if kind in ("module_utils", "filter", "action"):  # filters: .yml docs; actions: their module's
+        # filters: .yml docs; actions: their module's; doc fragments are parts of their modules' docs
+        if kind in ("module_utils", "filter", "action", "doc_fragments"):
             continue
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "DOCUMENTATION" for t in node.targets):
