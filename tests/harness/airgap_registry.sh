@@ -81,8 +81,12 @@ if [ "$have" != "$recipe" ]; then
     { tail -n 20 "$LOGS/airgap-registry.log" >&2; die "building $IMAGE failed"; }
 fi
 
-# --- the container: recreated when its image or certificate changed --------------------------
-want="$(docker image inspect -f '{{.Id}}' "$IMAGE") $(cat "$CA/.recipe")"
+# --- the container: recreated when its image or anything it mounts changed ------------------
+# The mounts are this checkout's files: a container left by another clone (or an older CA or
+# login in this one) serves another certificate and login, so the state names the checkout and
+# hashes the mounted certificate and login (a digest, never the password itself).
+mounted="$( { echo "$ROOT"; cat "$CA/server.crt" "$AUTH/username" "$AUTH/password"; } | sha256sum | cut -c1-16)"
+want="$(docker image inspect -f '{{.Id}}' "$IMAGE") $mounted"
 running="$(docker inspect -f '{{.State.Running}} {{ index .Config.Labels "inferops.state" }}' "$NAME" 2>/dev/null || true)"
 if [ "$running" != "true $want" ]; then
   docker rm -f "$NAME" >/dev/null 2>&1 || true
