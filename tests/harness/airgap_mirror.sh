@@ -49,9 +49,10 @@ if [ "$(cat "$OUT/.recipe" 2>/dev/null || true)" != "$repo_recipe" ] || [ ! -s "
   echo "$repo_recipe" >"$OUT/.recipe"
 fi
 
-# The container mounts this checkout's files: the state names the checkout and hashes the
-# certificate and signing key it serves, so a container left by another clone is replaced.
-server_recipe="$( { echo "$repo_recipe $ROOT"; cat "$HERE/nginx.conf" "$CA/server.crt" "$OUT/fingerprint"; } | sha256sum | cut -c1-16)"
+# The container mounts this checkout's files: the state names the mounted tree (resolved, so
+# worktrees linking one .cache/airgap share it) and hashes the certificate and signing key it
+# serves, so a container left by another clone is replaced.
+server_recipe="$( { echo "$repo_recipe"; realpath "$OUT"; cat "$HERE/nginx.conf" "$CA/server.crt" "$OUT/fingerprint"; } | sha256sum | cut -c1-16)"
 if [ "$(label "$NAME")" != "$server_recipe" ] || [ "$(docker inspect -f '{{.State.Running}}' "$NAME" 2>/dev/null)" != true ]; then
   docker rm -f "$NAME" >/dev/null 2>&1 || true
   # The recipe directory and the tree are mounted so that a scenario can publish a newer

@@ -83,9 +83,10 @@ fi
 
 # --- the container: recreated when its image or anything it mounts changed ------------------
 # The mounts are this checkout's files: a container left by another clone (or an older CA or
-# login in this one) serves another certificate and login, so the state names the checkout and
-# hashes the mounted certificate and login (a digest, never the password itself).
-mounted="$( { echo "$ROOT"; cat "$CA/server.crt" "$AUTH/username" "$AUTH/password"; } | sha256sum | cut -c1-16)"
+# login in this one) serves another certificate and login, so the state names the mounted tree
+# (resolved: worktrees that link one .cache/airgap share the servers) and hashes the mounted
+# certificate and login (a digest, never the password itself).
+mounted="$( { realpath "$PYPI"; cat "$CA/server.crt" "$AUTH/username" "$AUTH/password"; } | sha256sum | cut -c1-16)"
 want="$(docker image inspect -f '{{.Id}}' "$IMAGE") $mounted"
 running="$(docker inspect -f '{{.State.Running}} {{ index .Config.Labels "inferops.state" }}' "$NAME" 2>/dev/null || true)"
 if [ "$running" != "true $want" ]; then
