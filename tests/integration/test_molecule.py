@@ -9,8 +9,9 @@ Scenarios run INFEROPS_MOLECULE_JOBS at a time (default 2), longest first: much 
 waiting (systemd booting, apt, an image moving into a Docker-in-Docker host, a model loading), so
 two side by side on the 2-core machine finish well before the two one after the other. They share
 nothing but the read-only base images and the download caches (each host its own apt archive
-directory, named after the host). The first scenario test starts all selected scenarios; each test
-then waits for its own and reports it.
+directory, named after the host). All selected scenarios start as soon as pytest has collected the
+session (tests/integration/conftest.py), so the unit and static tests, which come first, run while
+the scenarios' hosts boot and converge; each scenario test then waits for its own and reports it.
 """
 
 import os
@@ -57,15 +58,27 @@ def run_scenario(scenario: str):
     return run
 
 
+def start_scenarios(names):
+    """Start the scenarios `names`, JOBS at a time, longest first; {name: Future of its ToolRun}."""
+    order = sorted(names, key=lambda name: -MEASURED_SECONDS.get(name, 10_000))
+    pool = ThreadPoolExecutor(max_workers=JOBS, thread_name_prefix="molecule")
+    return pool, {name: pool.submit(run_scenario, name) for name in order}
+
+
+def selected_scenarios(items) -> set:
+    return {item.callspec.params["scenario"] for item in items
+            if getattr(item, "originalname", "") == "test_molecule_scenario"
+            and not item.get_closest_marker("skip")}
+
+
 @pytest.fixture(scope="session")
 def scenario_runs(request):
-    """Start every scenario this session selected, JOBS at a time; {name: Future of its ToolRun}."""
-    selected = {item.callspec.params["scenario"] for item in request.session.items
-                if item.originalname == "test_molecule_scenario"
-                and not item.get_closest_marker("skip")}
-    order = sorted(selected, key=lambda name: -MEASURED_SECONDS.get(name, 10_000))
-    pool = ThreadPoolExecutor(max_workers=JOBS, thread_name_prefix="molecule")
-    futures = {name: pool.submit(run_scenario, name) for name in order}
+    """{name: Future of its ToolRun}: started by conftest.py as soon as collection ends (so the
+    unit and static tests run beside them), or here when that hook did not run."""
+    started = getattr(request.config, "_inferops_scenarios", None)
+    if started is None:
+        started = request.config._inferops_scenarios = start_scenarios(selected_scenarios(request.session.items))
+    pool, futures = started
     yield futures
     for future in futures.values():
         future.cancel()
