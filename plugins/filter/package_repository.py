@@ -8,11 +8,16 @@ toolkit) and the host's platform into the parameters of ansible.builtin.deb822_r
 ansible.builtin.yum_repository: URIs, suites, components, architectures, key URL, baseurl.
 package_repository_retired names the replacement of a repository variable the consumer roles
 no longer read, so their preflight refuses it instead of silently using the vendor's URL.
-Documentation: package_repository.yml and package_repository_retired.yml beside this file.
+package_offer_error decides, from `apt-cache madison`, whether the sources offer the version an
+apt pin asks for, and words the refusal (nvidia_driver and cuda_toolkit stop on it before any
+pin or install).
+Documentation: package_repository.yml, package_repository_retired.yml and
+package_offer_error.yml beside this file.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from collections.abc import Mapping
 
@@ -211,8 +216,43 @@ def package_repository_retired(names):
             % (name, RETIRED[name]) for name in names if name in RETIRED]
 
 
+def _madison(output):
+    """{package: [versions in madison's order, once each]} from `apt-cache madison` output."""
+    if isinstance(output, str):
+        output = output.splitlines()
+    offered = {}
+    for line in output or []:
+        fields = [field.strip() for field in str(line).split("|")]
+        if len(fields) >= 3 and fields[0] and fields[1]:
+            versions = offered.setdefault(fields[0], [])
+            if fields[1] not in versions:
+                versions.append(fields[1])
+    return offered
+
+
+def package_offer_error(madison, package, version, variable, source, related="", check_mode=False):
+    """'' when the sources offer `package` at a version the apt pin glob `version` matches (apt
+    matches pin versions with fnmatch), else one sentence that lists what they offer of `package`
+    (and of `related`, the package whose versions name the choices, e.g. nvidia-driver).
+
+    In check mode a repository the run has not written yet has no package lists: nothing to
+    compare, so no refusal."""
+    offered = _madison(madison)
+    if check_mode and not offered:
+        return ""
+    mine = offered.get(package, [])
+    if any(fnmatch.fnmatchcase(candidate, version) for candidate in mine):
+        return ""
+    listed = "%s %s" % (package, ", ".join(mine) or "(none)")
+    if related and related != package:
+        listed += "; %s %s" % (related, ", ".join(offered.get(related, [])) or "(none)")
+    return ("%s %s is not in the package sources (%s); they offer %s. Set %s to one of these; "
+            "nothing was pinned or installed." % (package, version, source, listed, variable))
+
+
 class FilterModule:
     """inferops.gpu package repository filters."""
 
     def filters(self):
-        return {"package_repository": package_repository, "package_repository_retired": package_repository_retired}
+        return {"package_repository": package_repository, "package_repository_retired": package_repository_retired,
+                "package_offer_error": package_offer_error}

@@ -211,9 +211,64 @@ def test_retired_variables_are_gone_from_the_roles():
 
 
 def test_registered_and_documented():
-    assert set(filters.FilterModule().filters()) == {"package_repository", "package_repository_retired"}
+    assert set(filters.FilterModule().filters()) == {"package_repository", "package_repository_retired",
+                                                     "package_offer_error"}
     for name in ("package_repository", "package_repository_retired"):
         with open(os.path.join(REPO, "plugins", "filter", name + ".yml")) as handle:
             doc = yaml.safe_load(handle)
         assert doc["DOCUMENTATION"]["name"] == name
         assert doc["RETURN"]["_value"]
+
+
+# `apt-cache madison cuda-drivers-550 nvidia-driver` as the local mirror answers it.
+MADISON = """\
+cuda-drivers-550 | 550.127.08-1 | https://mirror.inferops.test/compute/cuda/repos/debian12/x86_64  Packages
+cuda-drivers-550 | 550.54.15-1 | https://mirror.inferops.test/compute/cuda/repos/debian12/x86_64  Packages
+nvidia-driver | 570.124.06-1 | https://mirror.inferops.test/compute/cuda/repos/debian12/x86_64  Packages
+nvidia-driver | 550.127.08-1 | https://mirror.inferops.test/compute/cuda/repos/debian12/x86_64  Packages
+nvidia-driver | 550.127.08-1 | https://mirror.inferops.test/compute/cuda/repos/debian13/x86_64  Packages
+"""
+DRIVER = dict(variable="nvidia_driver_branch or nvidia_driver_version",
+              source="nvidia_driver_source=cuda_repo", related="nvidia-driver")
+
+
+@pytest.mark.parametrize("version", ["550.*", "550.54.15-1", "550.127.*", "5?0.54.15-1"])
+def test_offered_version_is_no_refusal(version):
+    assert filters.package_offer_error(MADISON, "cuda-drivers-550", version, **DRIVER) == ""
+    # Also as Ansible's stdout_lines.
+    assert filters.package_offer_error(MADISON.splitlines(), "cuda-drivers-550", version, **DRIVER) == ""
+
+
+def test_missing_version_is_refused_with_what_the_sources_offer():
+    message = filters.package_offer_error(MADISON, "cuda-drivers-550", "550.999.01-1", **DRIVER)
+    assert message == (
+        "cuda-drivers-550 550.999.01-1 is not in the package sources (nvidia_driver_source=cuda_repo); "
+        "they offer cuda-drivers-550 550.127.08-1, 550.54.15-1; nvidia-driver 570.124.06-1, 550.127.08-1. "
+        "Set nvidia_driver_branch or nvidia_driver_version to one of these; nothing was pinned or installed.")
+
+
+def test_glob_matches_whole_versions_only():
+    # Anchored at both ends like apt's pin matching: a prefix without a star matches nothing.
+    assert filters.package_offer_error(MADISON, "cuda-drivers-550", "550.12", **DRIVER)
+    assert filters.package_offer_error(MADISON, "cuda-drivers-550", "550.127.08", **DRIVER)
+    assert not filters.package_offer_error(MADISON, "cuda-drivers-550", "550.1*", **DRIVER)
+
+
+def test_unknown_package_lists_none():
+    message = filters.package_offer_error(MADISON, "cuda-drivers-560", "560.*", **DRIVER)
+    assert "they offer cuda-drivers-560 (none); nvidia-driver 570.124.06-1, 550.127.08-1." in message
+
+
+def test_no_related_list_when_related_is_the_package():
+    message = filters.package_offer_error(
+        "libnccl2 | 2.21.5-1+cuda12.4 | https://m/ Packages\n", "libnccl2", "2.19.3*+cuda12.4",
+        variable="cuda_toolkit_nccl_version", source="cuda_toolkit_source=cuda_repo", related="libnccl2")
+    assert "they offer libnccl2 2.21.5-1+cuda12.4. Set cuda_toolkit_nccl_version" in message
+
+
+def test_check_mode_without_package_lists_is_no_refusal():
+    # A repository the check run has not written yet: apt knows no versions at all.
+    assert filters.package_offer_error("", "cuda-drivers-550", "550.*", check_mode=True, **DRIVER) == ""
+    assert "(none)" in filters.package_offer_error("", "cuda-drivers-550", "550.*", **DRIVER)
+    # With lists, check mode refuses like a real run.
+    assert filters.package_offer_error(MADISON, "cuda-drivers-550", "551.*", check_mode=True, **DRIVER)
