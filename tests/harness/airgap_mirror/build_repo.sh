@@ -4,9 +4,9 @@
 # signed with a test key made once (/key/gnupg, kept when the repositories are rebuilt; public key
 # /out/www/inferops-test-mirror.asc, fingerprint /out/fingerprint).
 #   compute/cuda/repos/debian{12,13}/x86_64/   NVIDIA's CUDA repository: flat (suite "/"), so
-#                                              apt-ftparchive (apt-utils) writes it; reprepro only
-#                                              writes dists/ trees
-#   linux/debian/dists/{bookworm,trixie}/stable Docker's repository: a dists/ tree, reprepro
+#                                              apt-ftparchive (apt-utils) writes it
+#   linux/debian/dists/{bookworm,trixie}/stable Docker's repository: a dists/ tree (apt-ftparchive,
+#                                              every version kept, files in dists/<codename>/pool/)
 #   libnvidia-container/stable/deb/amd64/      NVIDIA's container toolkit: flat, apt-ftparchive
 # Every stand-in says in its Description that it is one; none contains NVIDIA's or Docker's code.
 # Usage: build_repo.sh            (everything, into an empty /out)
@@ -37,14 +37,16 @@ deb() {
     [ -n "$extra" ] && printf '%s\n' "$extra"
     echo "Description: $name (test stand-in)"
     echo " $NOTE"
+    if [ -n "$NOTE_MORE" ]; then echo " $NOTE_MORE"; fi
   } >"$dir/DEBIAN/control"
   mkdir -p "$DEBS/$REPO"
   # The file name drops the epoch, as the vendors' do.
-  dpkg-deb --root-owner-group -Zgzip -z1 --build "$dir" "$DEBS/$REPO/${name}_${version#*:}_${arch}.deb" >/dev/null
+  dpkg-deb --root-owner-group -Z"$COMPRESS" -z1 --build "$dir" "$DEBS/$REPO/${name}_${version#*:}_${arch}.deb" >/dev/null
   rm -rf "$dir"
-  PAYLOAD=/nonexistent
+  PAYLOAD=/nonexistent NOTE_MORE= COMPRESS=gzip
 }
-PAYLOAD=/nonexistent
+# zstd (dpkg 1.21.18+, Debian 12 and 13) for the repackaged engine: gzip takes minutes for its 200 MB.
+PAYLOAD=/nonexistent NOTE_MORE= COMPRESS=gzip
 
 payload() { PAYLOAD="$(mktemp -d)"; }
 file_in() {  # file_in PATH MODE CONTENT
@@ -183,26 +185,78 @@ mkdir -p "$WWW/libnvidia-container/stable/deb/amd64"
 flat "$WWW/libnvidia-container/stable/deb/amd64" "NVIDIA CORPORATION <cudatools@nvidia.com>" \
   "https://nvidia.github.io/libnvidia-container/stable"
 
-# Docker's repository: dists/<codename>/stable, written by reprepro.
-mkdir -p "$OUT/reprepro/conf"
-for pair in 12:bookworm 13:trixie; do
-  printf 'Origin: Docker\nLabel: Docker CE\nCodename: %s\nArchitectures: amd64\nComponents: stable\nSignWith: %s\n\n' \
-    "${pair#*:}" "$fpr" >>"$OUT/reprepro/conf/distributions"
-done
-# containerd.io has the same version on every release: one file in reprepro's shared pool.
+# repackaged DIR SRC...: a payload of Debian's real packages (/opt/standin-src, see the Dockerfile):
+# their files and maintainer scripts (which create the docker group, enable and start the units),
+# kept in DIR for the versions that reuse it; the control file is the stand-in's own (deb).
+repackaged() {
+  local dir="$1" src; shift
+  if [ ! -d "$dir" ]; then
+    mkdir -p "$dir/DEBIAN"
+    for src in "$@"; do dpkg-deb -x "/opt/standin-src/$src.deb" "$dir"; done
+    dpkg-deb -e "/opt/standin-src/$1.deb" "$dir/DEBIAN.src"
+    find "$dir/DEBIAN.src" -maxdepth 1 -type f ! -name control ! -name md5sums -exec mv -t "$dir/DEBIAN" {} +
+    rm -rf "$dir/DEBIAN.src"
+  fi
+  PAYLOAD="$dir" COMPRESS=zstd
+  NOTE_MORE="Its files are those of Debian's $* (a real engine runs from it), under Docker's names."
+}
+
+# Docker's repository: dists/<codename>/stable with the files in dists/<codename>/pool/stable/amd64/,
+# as Docker lays it out, every version kept (reprepro keeps only the newest of a package in a
+# distribution, so apt-ftparchive writes this one too).
+docker_repo() {  # docker_repo CODENAME: index and sign from $DEBS/docker-CODENAME and docker-common
+  local c="$1" top="$WWW/linux/debian"
+  mkdir -p "$top/dists/$c/pool/stable/amd64" "$top/dists/$c/stable/binary-amd64"
+  cp "$DEBS/docker-$c"/*.deb "$DEBS/docker-common"/*.deb "$top/dists/$c/pool/stable/amd64/"
+  (
+    cd "$top"
+    apt-ftparchive packages "dists/$c/pool/stable/amd64" >"dists/$c/stable/binary-amd64/Packages"
+    gzip -9nkf "dists/$c/stable/binary-amd64/Packages"
+    apt-ftparchive -o APT::FTPArchive::Release::Origin=Docker -o "APT::FTPArchive::Release::Label=Docker CE" \
+      -o "APT::FTPArchive::Release::Suite=$c" -o "APT::FTPArchive::Release::Codename=$c" \
+      -o APT::FTPArchive::Release::Architectures=amd64 -o APT::FTPArchive::Release::Components=stable \
+      release "dists/$c" >"dists/$c/Release.new"
+    mv "dists/$c/Release.new" "dists/$c/Release"
+    gpg --batch --yes --clearsign -o "dists/$c/InRelease" "dists/$c/Release"
+    gpg --batch --yes --armor --detach-sign -o "dists/$c/Release.gpg" "dists/$c/Release"
+  )
+}
+
+# The dependency shape of Docker's packages: containerd.io brings containerd and runc and takes
+# the place of Debian's; docker-ce and docker-ce-cli conflict with docker.io (the role removes it
+# first). docker-ce carries docker-init (tini-static) itself, as Docker's does.
+# containerd.io has the same version on every release: one file for both.
 REPO=docker-common
-deb containerd.io 1.7.27-1 amd64 ""
+SRC=/tmp/standin-tree
+repackaged "$SRC/containerd.io" containerd runc
+deb containerd.io 1.7.27-1 amd64 "libc6 (>= 2.34), libseccomp2 (>= 2.5.0)" \
+  "Conflicts: containerd, runc
+Replaces: containerd, runc
+Provides: containerd, runc"
+if [ ! -d "$SRC/docker-ce" ]; then
+  repackaged "$SRC/docker-ce" docker.io tini
+  rm -f "$SRC/docker-ce/usr/bin/docker-init" "$SRC/docker-ce/usr/bin/tini"
+  mv "$SRC/docker-ce/usr/bin/tini-static" "$SRC/docker-ce/usr/bin/docker-init"
+fi
 for pair in 12:bookworm 13:trixie; do
   n="${pair%%:*}" c="${pair#*:}" REPO="docker-$c"
   for ver in 27.3.1 27.5.1; do
     s="-1~debian.$n~$c"
-    # The engine is Debian's docker.io: the stand-in only brings Docker's names and versions.
-    deb docker-ce "5:$ver$s" amd64 "containerd.io (>= 1.6.24), docker-ce-cli, docker.io, iptables"
-    deb docker-ce-cli "5:$ver$s" amd64 ""
+    repackaged "$SRC/docker-ce" docker.io tini
+    deb docker-ce "5:$ver$s" amd64 \
+      "containerd.io (>= 1.6.24), docker-ce-cli, iptables, libseccomp2 (>= 2.3.0), libc6 (>= 2.34), libsystemd0, adduser" \
+      "Recommends: ca-certificates, docker-ce-rootless-extras, xz-utils
+Conflicts: docker (<< 1.5~), docker-engine, docker.io
+Replaces: docker-engine"
+    repackaged "$SRC/docker-ce-cli" docker-cli
+    deb docker-ce-cli "5:$ver$s" amd64 "libc6 (>= 2.34)" \
+      "Recommends: docker-buildx-plugin, docker-compose-plugin
+Conflicts: docker (<< 1.5~), docker-engine, docker.io
+Replaces: docker-ce (<< 5:0), docker-engine"
     deb docker-ce-rootless-extras "5:$ver$s" amd64 ""
   done
   deb docker-buildx-plugin "0.19.3$s" amd64 ""
   deb docker-compose-plugin "2.32.1$s" amd64 ""
-  reprepro -b "$OUT/reprepro" --outdir "$WWW/linux/debian" includedeb "$c" "$DEBS/$REPO"/*.deb "$DEBS/docker-common"/*.deb >/dev/null
+  docker_repo "$c"
 done
 echo "built; signing key $fpr"
