@@ -2,8 +2,12 @@
 
 Real state only: the engine that the role installed answers `docker info` with the configured
 values, and a container started with no options gets the configured /dev/shm and limits. The
-NVIDIA toolkit path (its repository is unreachable here) is checked in the files the role's
-`render` entry point wrote, and the engine itself judges the daemon.json carrying the nvidia runtime.
+distro hosts run Debian's docker.io and check the files the role's `render` entry point wrote for
+the toolkit path (the engine itself judges that daemon.json). The mirror hosts run docker-ce and the
+NVIDIA container toolkit from the local mirror of Docker's and NVIDIA's repositories (stand-in
+packages carrying Debian's real engine, tests/harness/airgap_mirror.sh), pinned below the newest
+versions the mirror has: held, left alone by unattended-upgrades and `apt-get upgrade`, upgraded
+by the role on purpose.
 """
 
 import base64
@@ -17,6 +21,12 @@ import pytest
 RENDER = "/tmp/container_runtime_render"
 IMAGE = "inferops-test/busybox:1"
 SCENARIO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MIRROR = "https://mirror.inferops.test"
+ENGINE = ("docker-ce", "docker-ce-cli", "containerd.io", "docker-buildx-plugin", "docker-compose-plugin")
+TOOLKIT = ("nvidia-container-toolkit", "nvidia-container-toolkit-base", "libnvidia-container-tools", "libnvidia-container1")
+# The versions molecule.yml pins, and the newer ones the mirror has too.
+PINNED = {"docker-ce": "5:27.3.1-1~debian.%s", "nvidia-container-toolkit": "1.17.3-1"}
+NEWER = {"docker-ce": "5:27.5.1-1~debian.%s", "nvidia-container-toolkit": "1.17.4-1"}
 
 
 def _major(host):
@@ -27,8 +37,43 @@ def _json(host, path):
     return json.loads(host.file(path).content_string)
 
 
+def _mirror(host):
+    """A docker_mirror host: docker-ce and the toolkit from the local mirror."""
+    return "-mirror-" in host.backend.get_hostname()
+
+
+def _release(host, version):
+    """A version of PINNED/NEWER on this host's release (Docker's carry it: ~debian.12~bookworm)."""
+    return version % {"12": "12~bookworm", "13": "13~trixie"}[_major(host)] if "%s" in version else version
+
+
+def _version(host, name):
+    return host.check_output(f"dpkg-query -W -f '${{Version}}' {name}")
+
+
+@pytest.fixture()
+def distro_host(host):
+    if _mirror(host):
+        pytest.skip("a distro host's check (docker.io, rendered toolkit files)")
+    return host
+
+
+@pytest.fixture()
+def mirror_host(host):
+    if not _mirror(host):
+        pytest.skip("a docker_mirror host's check (docker-ce and the toolkit from the local mirror)")
+    return host
+
+
 def test_engine_installed_and_running(host):
-    assert host.package("docker.io").is_installed
+    if _mirror(host):
+        for name in ENGINE:
+            assert host.package(name).is_installed, name
+        assert not host.package("docker.io").is_installed
+        # The engine is Debian's real one repackaged by the harness, and says so.
+        assert "test stand-in" in host.check_output("dpkg-query -W -f '${Description}' docker-ce")
+    else:
+        assert host.package("docker.io").is_installed
     svc = host.service("docker")
     assert svc.is_running
     assert svc.is_enabled
@@ -46,8 +91,12 @@ def test_daemon_json_merged(host):
     assert data["log-opts"]["max-file"] == "5"
     assert data["default-ulimits"]["memlock"] == {"Name": "memlock", "Soft": 4194304, "Hard": 8388608}
     assert data["default-ulimits"]["stack"] == {"Name": "stack", "Soft": 67108864, "Hard": 67108864}
-    # Toolkit off on this host: no nvidia runtime, no default runtime.
-    assert "runtimes" not in data
+    if _mirror(host):
+        # The toolkit's runtime entry, next to the operator's keys; not the default runtime.
+        assert data["runtimes"] == {"nvidia": {"args": [], "path": "nvidia-container-runtime"}}
+    else:
+        # Toolkit off on this host: no nvidia runtime.
+        assert "runtimes" not in data
     assert "default-runtime" not in data
 
 
@@ -57,6 +106,7 @@ def test_docker_info_shows_configuration(host):
     assert info["LoggingDriver"] == "json-file"
     assert info["DefaultRuntime"] == "runc"
     assert "runc" in info["Runtimes"]
+    assert ("nvidia" in info["Runtimes"]) == _mirror(host)
     assert info["Debug"] is True
 
 
@@ -80,6 +130,77 @@ def test_container_gets_configured_shm_and_limits(host, image):
     assert stack == str(67108864 // 1024)
 
 
+def test_mirror_repositories_and_keys(mirror_host):
+    host = mirror_host
+    codename = {"12": "bookworm", "13": "trixie"}[_major(host)]
+    docker = host.file("/etc/apt/sources.list.d/docker.sources").content_string
+    assert f"URIs: {MIRROR}/linux/debian\n" in docker and f"Suites: {codename}\n" in docker
+    nvidia = host.file("/etc/apt/sources.list.d/nvidia-container-toolkit.sources").content_string
+    assert f"URIs: {MIRROR}/libnvidia-container/stable/deb/amd64\n" in nvidia
+    # Each source names its key file, which holds the mirror's key (the fingerprint pinned in molecule.yml).
+    with open(os.path.join(os.environ["MOLECULE_PROJECT_DIRECTORY"], ".cache/airgap/mirror/fingerprint")) as f:
+        fingerprint = f.read().strip()
+    for text in (docker, nvidia):
+        key = re.search(r"^Signed-By: (\S+)$", text, re.M).group(1)
+        out = host.check_output(f"gpg --show-keys --with-colons {key}")
+        assert f"fpr:::::::::{fingerprint}:" in out
+    # apt took the packages from the mirror.
+    assert f"{MIRROR}/linux/debian {codename}/stable" in host.check_output("apt-cache policy docker-ce")
+
+
+def test_engine_restarted_once(mirror_host):
+    """Installed (the package starts the engine), then daemon.json merged: one restart; the
+    idempotence and check runs restarted nothing."""
+    log = mirror_host.check_output("journalctl -u docker.service --no-pager -o cat")
+    assert sum(1 for line in log.splitlines() if line.startswith("Stopping")) == 1, log[-2000:]
+
+
+def test_nvidia_runtime_runs_a_container(mirror_host, image):
+    # The toolkit stand-in's runtime is runc underneath (no GPU here): the engine really uses the entry.
+    out = mirror_host.check_output(f"docker run --rm --runtime nvidia {image} /bin/busybox echo via-nvidia")
+    assert out.strip() == "via-nvidia"
+
+
+def test_pinned_versions_held_and_not_upgraded(mirror_host):
+    host = mirror_host
+    held = host.check_output("apt-mark showhold").split()
+    for name in ENGINE + TOOLKIT:
+        assert name in held, held
+    for name, version in PINNED.items():
+        assert _version(host, name) == _release(host, version)
+        # The mirror offers a newer one: only the hold keeps it out.
+        assert f"Candidate: {_release(host, NEWER[name])}" in host.check_output(f"apt-cache policy {name}")
+    # unattended-upgrades allowed to take packages from Docker's and NVIDIA's origins still leaves them.
+    origins = ('Unattended-Upgrade::Origins-Pattern { "origin=Docker"; '
+               '"origin=https://nvidia.github.io/libnvidia-container/stable"; };')
+    host.check_output(f"echo '{origins}' >/etc/apt/apt.conf.d/52inferops-test-origins")
+    out = host.check_output("unattended-upgrade --dry-run --debug 2>&1")
+    assert "origin=Docker" in out and "libnvidia-container" in out, out[-3000:]
+    should = re.search(r"^pkgs that look like they should be upgraded: ?(.*)$", out, re.M)
+    assert should, out[-3000:]
+    for name in ENGINE + TOOLKIT:
+        assert name not in should.group(1).split(), should.group(0)
+    host.check_output("rm -f /etc/apt/apt.conf.d/52inferops-test-origins")
+    # A plain upgrade leaves them at the pinned versions, held.
+    host.check_output("DEBIAN_FRONTEND=noninteractive apt-get upgrade -y -q")
+    for name, version in PINNED.items():
+        assert _version(host, name) == _release(host, version)
+    assert set(ENGINE + TOOLKIT) <= set(host.check_output("apt-mark showhold").split())
+
+
+def test_role_upgrades_on_purpose(mirror_host):
+    """A new pinned version is the role's to install, through its own hold; still held after."""
+    host = mirror_host
+    if host.backend.get_hostname() != "container-runtime-mirror-debian13":
+        pytest.skip("one host is enough: the install is the same apt call on both releases")
+    assert _playbook(host, "-e", "container_runtime_docker_version=27.5.1",
+                     "-e", "container_runtime_nvidia_toolkit_version=1.17.4") > 0
+    for name, version in NEWER.items():
+        assert _version(host, name) == _release(host, version)
+    assert set(ENGINE + TOOLKIT) <= set(host.check_output("apt-mark showhold").split())
+    assert host.service("docker").is_running
+
+
 def test_unattended_upgrades_exclusion(host):
     dropin = host.file("/etc/apt/apt.conf.d/51inferops-container-runtime")
     assert dropin.is_file
@@ -88,7 +209,8 @@ def test_unattended_upgrades_exclusion(host):
         assert pattern in dump, dump
 
 
-def test_rendered_toolkit_files_for_this_host(host):
+def test_rendered_toolkit_files_for_this_host(distro_host):
+    host = distro_host
     codename = {"12": "bookworm", "13": "trixie"}[_major(host)]
     # The repositories as inferops.gpu.package_repository would write them (deb822_repository parameters).
     docker, nvidia = _json(host, f"{RENDER}/host/repositories.json")
@@ -111,7 +233,8 @@ def test_rendered_toolkit_files_for_this_host(host):
     assert "docker-ce" in packages["engine"] and "nvidia-container-toolkit" in packages["toolkit"]
 
 
-def test_rendered_daemon_json_has_nvidia_runtime(host):
+def test_rendered_daemon_json_has_nvidia_runtime(distro_host):
+    host = distro_host
     data = _json(host, f"{RENDER}/host/daemon.json")
     # The keys `nvidia-ctk runtime configure` writes, so the two never disagree.
     assert data["runtimes"] == {"nvidia": {"args": [], "path": "nvidia-container-runtime"}}
@@ -120,7 +243,8 @@ def test_rendered_daemon_json_has_nvidia_runtime(host):
     assert data["default-shm-size"] == "1G"
 
 
-def test_engine_accepts_rendered_daemon_json(host):
+def test_engine_accepts_rendered_daemon_json(distro_host):
+    host = distro_host
     path = f"{RENDER}/host/daemon.json"
     if _major(host) == "12":
         # docker.io 20.10 has no --validate: start a throw-away engine on that file, on its own
@@ -183,7 +307,8 @@ def _playbook(host, *args):
     return int(recap.group(1))
 
 
-def test_hand_edit_is_restored_and_operator_key_survives(host):
+def test_hand_edit_is_restored_and_operator_key_survives(distro_host):
+    host = distro_host
     # Hand-edit a managed key and drop another; `debug` (prepare.yml) is the operator's own key.
     host.check_output(
         "python3 -c \"import json; p='/etc/docker/daemon.json'; d=json.load(open(p)); "
