@@ -43,10 +43,10 @@ deb() {
   # The file name drops the epoch, as the vendors' do.
   dpkg-deb --root-owner-group -Z"$COMPRESS" -z1 --build "$dir" "$DEBS/$REPO/${name}_${version#*:}_${arch}.deb" >/dev/null
   rm -rf "$dir"
-  PAYLOAD=/nonexistent NOTE_MORE= COMPRESS=gzip
+  PAYLOAD=/nonexistent NOTE_MORE='' COMPRESS=gzip
 }
 # zstd (dpkg 1.21.18+, Debian 12 and 13) for the repackaged engine: gzip takes minutes for its 200 MB.
-PAYLOAD=/nonexistent NOTE_MORE= COMPRESS=gzip
+PAYLOAD=/nonexistent NOTE_MORE='' COMPRESS=gzip
 
 payload() { PAYLOAD="$(mktemp -d)"; }
 file_in() {  # file_in PATH MODE CONTENT
