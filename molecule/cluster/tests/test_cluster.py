@@ -21,7 +21,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import pytest
 import testinfra
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests" / "harness"))
