@@ -432,15 +432,19 @@ def test_upgrade_rolls_the_image_while_a_client_keeps_asking(tmp_path):
     sup = node(SUPERVISOR)
     sup.check_output("rm -f %s", LOOP_STOP)
     url = "http://%s:%d/v1/embeddings" % (address(SUPERVISOR), PORT)
-    loop = subprocess.Popen(["docker", "exec", "-i", SUPERVISOR, "python3", "-c", LOOP, url, LOOP_STOP, MODEL_UID],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Its output goes to files: communicate() after closing stdin by hand fails ("I/O operation on
+    # closed file"), and the key must be sent before the rollout starts.
+    with open(tmp_path / "loop.out", "w") as stdout, open(tmp_path / "loop.err", "w") as stderr:
+        loop = subprocess.Popen(["docker", "exec", "-i", SUPERVISOR, "python3", "-c", LOOP, url, LOOP_STOP, MODEL_UID],
+                                stdin=subprocess.PIPE, stdout=stdout, stderr=stderr, text=True)
     loop.stdin.write(api_key() + "\n")
     loop.stdin.close()
     try:
         rc, output = upgrade("-e", "upgrade_report_dir=" + str(tmp_path))
     finally:
         sup.check_output("touch %s", LOOP_STOP)
-        out, err = loop.communicate(timeout=120)
+        loop.wait(timeout=120)
+    out, err = (tmp_path / "loop.out").read_text(), (tmp_path / "loop.err").read_text()
     assert loop.returncode == 0, err[-2000:]
     requests = json.loads(out)
     report = json.loads((tmp_path / "upgrade.json").read_text()) if (tmp_path / "upgrade.json").exists() else None
