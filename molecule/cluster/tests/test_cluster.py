@@ -416,9 +416,9 @@ def after_equals(before):
     return all((inspect(name)["Id"], image_of(name)) == before[name] for name in HOSTS)
 
 
-# Opt-in until it has passed here (INFEROPS_UPGRADE_ROLLOUT=1 runs it): in the stop that made the
-# registry pull and the drain window, the rollout got through the supervisor (up in under 2 min at a
-# load of 5) and the canary, and had not finished the last worker by its deadline (load 10-26).
+# Opt-in until it has passed here (INFEROPS_UPGRADE_ROLLOUT=1 runs it). Last run (load 5-12): the
+# rollout upgraded all three hosts (supervisor 81 s, acs 506 s, h100 436 s, rc 0), then this test
+# failed on its own client-loop plumbing (fixed since, not rerun: the figures are still to take).
 @pytest.mark.skipif(os.environ.get("INFEROPS_UPGRADE_ROLLOUT") != "1",
                     reason="opt-in (INFEROPS_UPGRADE_ROLLOUT=1): the rolling upgrade under a client loop")
 def test_upgrade_rolls_the_image_while_a_client_keeps_asking(tmp_path):
