@@ -208,6 +208,7 @@ def upgrade_report(hostvars, hosts):
                 "host": host, "before": before, "after": after,
                 "changed": [c for c in COMPONENTS if before.get(c) != after.get(c)],
                 "started": hv.get("upgrade_started"), "finished": hv.get("upgrade_finished"),
+                "drain": [hv.get("upgrade_drain_started"), hv.get("upgrade_drain_finished")],
                 "models": [m.get("model_uid") for m in hv.get("upgrade_models") or []],
                 "reboot_pending": hv.get("upgrade_reboot_pending") or []})
         elif hv.get("upgrade_current"):

@@ -120,7 +120,8 @@ def test_report_and_lines():
         "sup": {"upgrade_done": True, "upgrade_versions_before": before, "upgrade_started": "100",
                 "upgrade_finished": "160", "upgrade_versions_after": dict(before, xinference_image="x:2")},
         "w1": {"upgrade_done": True, "upgrade_versions_before": before, "upgrade_versions_after": before,
-               "upgrade_models": [{"model_uid": "minilm"}], "upgrade_reboot_pending": ["no module loaded"]},
+               "upgrade_models": [{"model_uid": "minilm"}], "upgrade_reboot_pending": ["no module loaded"],
+               "upgrade_drain_started": "170", "upgrade_drain_finished": "172"},
         "w2": {"upgrade_failure": {"step": "compare", "reason": "7 GPU(s) now, 8 before", "drained": True},
                "upgrade_versions_before": before},
         "w3": {"upgrade_step": "drain"},
@@ -130,6 +131,8 @@ def test_report_and_lines():
     report = f.upgrade_report(hostvars, ["w5", "w4", "w3", "w2", "w1", "sup"])
     assert [item["host"] for item in report["upgraded"]] == ["sup", "w1"]
     assert report["upgraded"][0]["changed"] == ["xinference_image"]
+    # The drain's own seconds (the replica deletes), none where nothing was drained.
+    assert report["upgraded"][1]["drain"] == ["170", "172"] and report["upgraded"][0]["drain"] == [None, None]
     assert report["failed"] == [
         {"host": "w2", "step": "compare", "reason": "7 GPU(s) now, 8 before", "before": before, "drained": True},
         {"host": "w3", "step": "drain", "reason": "see the output above", "before": {}, "drained": True}]
