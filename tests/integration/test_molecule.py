@@ -33,11 +33,13 @@ JOBS = max(1, int(os.environ.get("INFEROPS_MOLECULE_JOBS", "2")))
 # reported as skipped (never silently dropped); INFEROPS_MOLECULE_ALL=1 runs them too.
 OPT_IN: dict = {}
 
-# Seconds each scenario took alone on a 2-core machine (fresh-clone runs): the start order only,
-# longest first, so that the last scenario to start is a short one. Unknown ones count as long.
+# Seconds each scenario took in the last fresh-clone run (two at a time on 2 cores; stop 18, plus
+# the estimated cost of what this stop added to container_runtime, nvidia_driver and cluster): the
+# start order only, longest first, so that the last scenario to start is a short one. Unknown ones
+# count as long.
 MEASURED_SECONDS = {
-    "cluster": 1100, "gpu_health": 615, "artifact": 600, "xinference": 470, "cuda_toolkit": 430,
-    "container_runtime": 290, "nvidia_driver": 275, "nccl_tuning": 255, "harness_smoke": 40,
+    "cluster": 2400, "gpu_health": 980, "container_runtime": 900, "cuda_toolkit": 750, "xinference": 726,
+    "nvidia_driver": 630, "nccl_tuning": 408, "artifact": 270, "harness_smoke": 80,
 }
 
 
