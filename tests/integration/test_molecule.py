@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "harness"))
 from canary import PREFIX  # noqa: E402
 from harness import REPO, check_step_changes, run_logged, tool_env  # noqa: E402
 
-TIMEOUT = int(os.environ.get("INFEROPS_MOLECULE_TIMEOUT", "2700"))
+TIMEOUT = int(os.environ.get("INFEROPS_MOLECULE_TIMEOUT", "3300"))
 JOBS = max(1, int(os.environ.get("INFEROPS_MOLECULE_JOBS", "2")))
 
 # Scenarios that have not yet passed on a 2-core machine within the suite's budget. They are
