@@ -7,7 +7,8 @@
 #      Docker inside it, created once and reused;
 #   3. tests/demo/prepare.yml: fake NVML topology pcie-4-acs (4 GPUs, ACS redirect above GPUs 2
 #      and 3), a SIMULATED motd, the host's Docker engine, the model directory;
-#   4. the Xinference image into the host's engine (no registry here), only when it differs;
+#   4. the Xinference image into the host's engine, only when it differs: docker save | docker load,
+#      faster than a pull from the test registry (the xinference and cluster scenarios pull);
 #   5. ansible-playbook playbooks/site.yml -i inventory/demo (driver and CUDA toolkit off: no GPU
 #      is real; container_runtime, nccl_tuning, the gpu_health gate and xinference on);
 #   6. what it shows: the health summary (NCCL_P2P_DISABLE=1 and why), the Xinference endpoint,
@@ -116,7 +117,7 @@ start_host() {
 
 # --- 4. the Xinference image in the host's engine ---------------------------------------------
 load_image() {
-  say "Xinference image $XI_IMAGE in the host's engine (no registry here: docker save | docker load)"
+  say "Xinference image $XI_IMAGE in the host's engine (docker save | docker load: faster than a registry pull)"
   local want have size
   want="$(docker image inspect --format '{{.Id}}' "$XI_IMAGE")"
   have="$(docker exec "$HOST" docker image inspect --format '{{.Id}}' "$XI_IMAGE" 2>/dev/null || true)"
