@@ -8,7 +8,8 @@ tests/unit/test_xinference_drain.py.
 A record (one per model the host serves) is what playbooks/upgrade.yml keeps between the drain and
 the restore:
     {"model_uid", "model_name", "model_type", "replica": replicas in the cluster,
-     "here": [replica ids on this host's worker], "launch": {launch parameters Xinference reports}}
+     "here": [replica ids on this host's worker], "elsewhere": [the worker of each other replica],
+     "launch": {launch parameters Xinference reports}}
 
 Xinference 4.x has no call that cordons a worker (research/xinference-day2.md section 0): a worker
 is drained by deleting its replicas of models that have a replica elsewhere; a model whose only
@@ -62,10 +63,28 @@ def records(listing, replicas_by_uid, worker=None):
         if worker is not None and not here:
             continue
         total = len(replicas) if replicas else int(described.get("replica") or 1)
+        elsewhere = sorted(str(r.get("worker_address")) for r in replicas
+                           if worker is not None and r.get("worker_address") != worker)
         found.append({"model_uid": uid, "model_name": described.get("model_name"),
                       "model_type": described.get("model_type"), "replica": total, "here": here,
-                      "launch": launch_parameters(described)})
+                      "elsewhere": elsewhere, "launch": launch_parameters(described)})
     return found
+
+
+def batch_conflicts(models, batch_workers=()):
+    """Models whose every other replica is on a worker drained in the same batch: each host of the
+    batch would delete its replica counting on the others, and the model would lose them all.
+    One sentence per model; the drain refuses them before any request."""
+    batch = set(batch_workers or ())
+    conflicts = []
+    for model in models:
+        elsewhere = model.get("elsewhere")
+        if not model.get("here") or not elsewhere or int(model.get("replica") or 0) <= len(model["here"]):
+            continue
+        if all(address in batch for address in elsewhere):
+            conflicts.append("%s: its other replica(s) are on %s, upgraded in the same batch" % (
+                model["model_uid"], ", ".join(sorted(set(elsewhere)))))
+    return conflicts
 
 
 def drain_actions(models, worker=None):
@@ -73,7 +92,8 @@ def drain_actions(models, worker=None):
 
     A replica is deleted when the model keeps a replica elsewhere; a model served only here is
     terminated. The supervisor and local hosts (worker None) have nothing to drain through the API:
-    the supervisor's models live on the workers, a local host's die with its container.
+    the supervisor's models live on the workers, a local host's die with its container. A batch
+    that holds every replica of a model is refused first (batch_conflicts).
     """
     if worker is None:
         return []

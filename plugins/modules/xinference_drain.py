@@ -48,6 +48,14 @@ options:
   worker:
     description: The worker's address as Xinference lists it (C(ip:port)). Omitted on the supervisor and local hosts.
     type: str
+  batch_workers:
+    description:
+      - V(drained), the addresses (C(ip:port)) of the other workers drained at the same time (the rest of
+        the rolling upgrade's batch). A model whose every other replica is on one of them would lose all its
+        replicas; the drain then fails before any request, naming the models.
+    type: list
+    elements: str
+    default: []
   models:
     description: The V(query) result taken before the drain (required for V(restored)).
     type: list
@@ -156,6 +164,11 @@ def _line(action):
 
 def _drain(module, client, worker):
     models = _query(client, worker)
+    conflicts = drain.batch_conflicts(models, module.params["batch_workers"]) if worker else []
+    if conflicts:
+        module.fail_json(msg="draining %s now would leave models without a replica (%s); nothing was requested. "
+                         "Upgrade fewer workers at once (upgrade_batch_percent) or place the replicas on workers "
+                         "of different batches." % (worker, "; ".join(conflicts)), models=models)
     actions = drain.drain_actions(models, worker)
     if not module.check_mode:
         for action in actions:
@@ -217,6 +230,7 @@ def main():
             **CONNECTION_SPEC,
             request_timeout=dict(type="int", default=600),
             worker=dict(type="str"),
+            batch_workers=dict(type="list", elements="str", default=[]),
             models=dict(type="list", elements="dict"),
             timeout=dict(type="int", default=600),
             answer=dict(type="bool", default=True),

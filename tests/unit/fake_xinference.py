@@ -7,9 +7,10 @@
         fake.fail_next["POST /v1/models"] = (500, {"detail": "..."})   # one-shot fault
         fake.force_status = 500       # every request answers this status
         fake.landing = {"uid": [0]}   # override the GPUs a model lands on (placement faults)
+        fake.replica_workers = {"uid": ["10.0.0.2:30001", ...]}   # each replica's worker_address
 
 Only what the xinference_model module uses: /v1/cluster/auth, /token, /v1/models (+ /{uid},
-/instances, /{uid}/replicas), /v1/cluster/devices, /v1/model_registrations/<type>[/<name>].
+/instances, /{uid}/replicas, DELETE /{uid}/replicas/{id}), /v1/cluster/devices, /v1/model_registrations/<type>[/<name>].
 A launched model is CREATING for `ready_after` instance polls, then READY.
 """
 
@@ -39,6 +40,7 @@ class FakeXinference(object):
         self.fail_next = {}
         self.force_status = None
         self.landing = {}
+        self.replica_workers = {}
         self.launch_error = None
         self.lock = threading.Lock()
         self.server = None
@@ -226,15 +228,26 @@ class FakeXinference(object):
             if method == "DELETE":
                 del self.models[uid]
                 return 200, None
+        if len(rest) == 3 and rest[1] == "replicas" and method == "DELETE" and model is not None:
+            # A replica removed (xinference_drain): the others keep their workers.
+            index = int(rest[2])
+            model["body"]["replica"] = (model["body"].get("replica", 1) or 1) - 1
+            workers = self.replica_workers.get(uid)
+            if workers and index < len(workers):
+                del workers[index]
+            return 200, None
         if rest[1:] == ["replicas"] and method == "GET":
             if model is None:
                 return 400, {"detail": "Model not found in the model list, uid: %s" % uid}
             replica = model["body"].get("replica", 1) or 1
             acc = model["accelerators"]
             per = len(acc) // replica if replica and acc else 0
-            return 200, [{"replica_id": i, "replica_model_uid": "%s-rep%d" % (uid, i),
-                          "accelerators": [str(a) for a in acc[i * per:(i + 1) * per]] if per else [],
-                          "status": self._status(model)} for i in range(replica)]
+            workers = self.replica_workers.get(uid) or []
+            return 200, [dict({"replica_id": i, "replica_model_uid": "%s-rep%d" % (uid, i),
+                               "accelerators": [str(a) for a in acc[i * per:(i + 1) * per]] if per else [],
+                               "status": self._status(model)},
+                              **({"worker_address": workers[i]} if i < len(workers) else {}))
+                         for i in range(replica)]
         return 404, {"detail": "Not Found"}
 
     def route_registrations(self, method, rest, body):

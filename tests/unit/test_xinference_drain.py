@@ -1,7 +1,14 @@
 """module_utils/xinference_drain.py: what draining and restoring one Xinference host requests,
 on the shapes Xinference 4.1 answers (GET /v1/models, GET /v1/models/{uid}/replicas)."""
 
+import os
+import sys
+
 from ansible_collections.inferops.gpu.plugins.module_utils import xinference_drain as d
+from ansible_collections.inferops.gpu.plugins.modules import xinference_drain
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fake_xinference import FakeXinference  # noqa: E402  pylint: disable=wrong-import-position
 
 W1, W2 = "10.0.0.2:30001", "10.0.0.3:30001"
 LISTING = {"object": "list", "data": [
@@ -40,6 +47,46 @@ def test_drain_deletes_replicas_served_elsewhere_and_terminates_the_rest():
     assert actions[0]["why"] == "1 other replica(s) keep serving"
     # The supervisor and local hosts: nothing to drain through the API.
     assert d.drain_actions(d.records(LISTING, REPLICAS, None), None) == []
+
+
+def test_a_batch_holding_every_replica_of_a_model_is_refused():
+    """Two workers drained at once, each holding one of minilm's two replicas: each alone would delete
+    its replica counting on the other's, and minilm would lose both."""
+    w1 = d.records(LISTING, REPLICAS, W1)
+    assert w1[0]["elsewhere"] == [W2] and w1[1]["elsewhere"] == []
+    assert d.batch_conflicts(w1, [W2]) == [
+        "minilm: its other replica(s) are on 10.0.0.3:30001, upgraded in the same batch"]
+    # Alone in its batch, or with a worker that holds none of minilm's other replicas: no conflict.
+    assert d.batch_conflicts(w1, []) == []
+    assert d.batch_conflicts(w1, ["10.0.0.9:30001"]) == []
+    # A third replica outside the batch keeps the model served.
+    three = dict(REPLICAS, minilm=REPLICAS["minilm"] + [{"replica_id": 2, "worker_address": "10.0.0.4:30001"}])
+    assert d.batch_conflicts(d.records(LISTING, three, W1), [W2]) == []
+    # qwen, served only here, is terminated whatever the batch (not a conflict: nothing else serves it).
+    assert all(not c.startswith("qwen") for c in d.batch_conflicts(w1, [W2]))
+    # Records from before this field (no "elsewhere") are never refused.
+    legacy = [dict(m) for m in w1]
+    for m in legacy:
+        m.pop("elsewhere")
+    assert d.batch_conflicts(legacy, [W2]) == []
+
+
+def test_the_module_refuses_such_a_batch_before_any_request(module_main):
+    with FakeXinference(gpus=0) as fake:
+        fake.launch_direct({"model_uid": "minilm", "model_name": "inferops-minilm", "model_type": "embedding",
+                            "replica": 2})
+        fake.replica_workers["minilm"] = [W1, W2]
+        params = {"url": fake.url, "username": fake.username, "password": fake.password, "state": "drained",
+                  "worker": W1, "_ansible_check_mode": False}
+        refused = module_main(xinference_drain.main, dict(params, batch_workers=[W2]))
+        assert refused.failed and "minilm: its other replica(s) are on 10.0.0.3:30001" in refused.result["msg"]
+        assert "nothing was requested" in refused.result["msg"]
+        assert not [r for r in fake.requests if r[0] == "DELETE"]
+        # The same worker alone in its batch deletes its replica.
+        drained = module_main(xinference_drain.main, params)
+        assert not drained.failed and drained.result["actions"] == [
+            "minilm: delete replica 0 (1 other replica(s) keep serving)"]
+        assert [r[1] for r in fake.requests if r[0] == "DELETE"] == ["/v1/models/minilm/replicas/0"]
 
 
 def test_restore_adds_replicas_here_or_launches_what_is_gone():
