@@ -10,6 +10,9 @@ import test_molecule
 
 
 def pytest_collection_finish(session):
+    # A collection error interrupts the session right after this hook: start nothing then.
+    if session.testsfailed and not session.config.option.continue_on_collection_errors:
+        return
     names = test_molecule.selected_scenarios(session.items)
     if names and not session.config.option.collectonly:
         session.config._inferops_scenarios = test_molecule.start_scenarios(names)

@@ -1,11 +1,15 @@
 """gpu_health's preflight rules (the gpu_health_preflight_errors filter): one message per broken rule,
 each naming the variable, the value and what is allowed; numbers given as strings (-e) are accepted."""
 
+import os
+
 import yaml
 
 from ansible_collections.inferops.gpu.plugins.filter.gpu_health import gpu_health_preflight_errors
 
-from conftest import REPO
+# Not `from conftest import REPO`: which conftest module that name finds depends on what else the
+# session collected (tests/integration has one too).
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 DEFAULTS = yaml.safe_load(open(REPO + "/roles/gpu_health/defaults/main.yml"))
 NAMES = ("gpu_health_expected_gpu_count", "gpu_health_apt_cache_valid_time", "gpu_health_timer_randomized_delay_sec",
