@@ -21,7 +21,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import pytest
 import testinfra
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests" / "harness"))
@@ -416,11 +415,9 @@ def after_equals(before):
     return all((inspect(name)["Id"], image_of(name)) == before[name] for name in HOSTS)
 
 
-# Opt-in until it has passed here (INFEROPS_UPGRADE_ROLLOUT=1 runs it). Last run (load 5-12): the
-# rollout upgraded all three hosts (supervisor 81 s, acs 506 s, h100 436 s, rc 0), then this test
-# failed on its own client-loop plumbing (fixed since, not rerun: the figures are still to take).
-@pytest.mark.skipif(os.environ.get("INFEROPS_UPGRADE_ROLLOUT") != "1",
-                    reason="opt-in (INFEROPS_UPGRADE_ROLLOUT=1): the rolling upgrade under a client loop")
+# Figures of the first run in the test command (2026-12-07, beside the other scenarios, load 7):
+# 821 requests in 344 s; the supervisor's restart failed 256 of them over 55 s (its window 92 s),
+# each worker's drain call one (HTTP 500; windows 120 s and 114 s), nothing failed between hosts.
 def test_upgrade_rolls_the_image_while_a_client_keeps_asking(tmp_path):
     acs = "%s:%d" % (address(ACS), WORKER_PORT)
     h100 = "%s:%d" % (address(H100), WORKER_PORT)
