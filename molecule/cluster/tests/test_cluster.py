@@ -415,9 +415,11 @@ def after_equals(before):
     return all((inspect(name)["Id"], image_of(name)) == before[name] for name in HOSTS)
 
 
-# Figures of the first run in the test command (2026-12-07, beside the other scenarios, load 7):
+# Figures of its first run (2026-12-07, molecule verify beside other scenarios, load 7):
 # 821 requests in 344 s; the supervisor's restart failed 256 of them over 55 s (its window 92 s),
 # each worker's drain call one (HTTP 500; windows 120 s and 114 s), nothing failed between hosts.
+# In the fresh-clone run of the test command: 850 in 362 s; 282 failed over 89 s in the
+# supervisor's window (113 s), one in each drain call (worker windows 134 s and 93 s).
 def test_upgrade_rolls_the_image_while_a_client_keeps_asking(tmp_path):
     acs = "%s:%d" % (address(ACS), WORKER_PORT)
     h100 = "%s:%d" % (address(H100), WORKER_PORT)
