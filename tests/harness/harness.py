@@ -18,6 +18,11 @@ VENV = REPO / ".venv"
 LOGS = REPO / ".cache" / "logs"
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 TAIL_LINES = int(os.environ.get("INFEROPS_LOG_TAIL", "80"))
+# Lines that say where a long run failed, wherever they are in its log: pytest's summary (a
+# verifier's failed test), Ansible's failed tasks. A scenario's tail is its destroy step.
+# In that order: the summary first, the assertion's own lines last (there can be hundreds).
+WHERE_FAILED = [re.compile(r"^(FAILED|ERROR) \S"), re.compile(r"^(fatal|failed): \["), re.compile(r"^E   ")]
+WHERE_FAILED_LINES, WHERE_FAILED_WIDTH = 30, 300
 
 
 def tool_env(**extra: str) -> dict[str, str]:
@@ -50,12 +55,21 @@ class ToolRun:
     def tail(self, lines: int = TAIL_LINES) -> str:
         return "\n".join(self.text.splitlines()[-lines:])
 
+    def where_failed(self) -> list[str]:
+        """The log's failure lines (first ones, each cut short: -vvv results are long)."""
+        lines = [line.strip() for line in self.text.splitlines()]
+        found = [line for pattern in WHERE_FAILED for line in lines if pattern.match(line)]
+        return [line if len(line) <= WHERE_FAILED_WIDTH else line[:WHERE_FAILED_WIDTH] + " ..."
+                for line in found[:WHERE_FAILED_LINES]]
+
     def failure(self, what: str | None = None) -> str:
         rel = self.log.relative_to(REPO)
         head = what or f"{' '.join(self.cmd)} exited with {self.rc}"
+        where = self.where_failed()
         return (
             f"{head} after {self.seconds:.0f}s; full log: {rel}\n"
-            f"---- last {TAIL_LINES} lines of {rel} ----\n{self.tail()}"
+            + (f"---- where it failed ({len(where)} lines) ----\n" + "\n".join(where) + "\n" if where else "")
+            + f"---- last {TAIL_LINES} lines of {rel} ----\n{self.tail()}"
         )
 
 

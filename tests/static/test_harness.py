@@ -38,3 +38,16 @@ def test_run_logged_keeps_output_and_tail():
     assert run.rc == 3
     assert "hello" in run.tail()
     assert ".cache/logs/harness-selftest.log" in run.failure()
+
+
+def test_failure_names_the_failed_test_before_the_tail():
+    # A scenario's log ends with its destroy step: the verifier's failed test is far above it.
+    script = ("print('FAILED tests/test_x.py::test_y - AssertionError: 3 != 4'); "
+              "print('fatal: [h1]: FAILED! => ' + 'x' * 1000); "
+              "[print('destroy line', i) for i in range(200)]; raise SystemExit(1)")
+    run = run_logged("harness-selftest-where", [sys.executable, "-c", script])
+    message = run.failure()
+    assert "FAILED tests/test_x.py::test_y - AssertionError: 3 != 4" in message
+    where = message.split("---- last")[0]
+    assert "fatal: [h1]: FAILED! => " in where and len(where) < 1000
+    assert "destroy line 199" in message
