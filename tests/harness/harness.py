@@ -19,9 +19,12 @@ LOGS = REPO / ".cache" / "logs"
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 TAIL_LINES = int(os.environ.get("INFEROPS_LOG_TAIL", "80"))
 # Lines that say where a long run failed, wherever they are in its log: pytest's summary (a
-# verifier's failed test), Ansible's failed tasks. A scenario's tail is its destroy step.
-# In that order: the summary first, the assertion's own lines last (there can be hundreds).
-WHERE_FAILED = [re.compile(r"^(FAILED|ERROR) \S"), re.compile(r"^(fatal|failed): \["), re.compile(r"^E   ")]
+# verifier's failed test), Ansible's failed tasks (also inside a verifier's assertion, after its
+# "E " prefix), the assertion itself. A scenario's tail is its destroy step. In that order, each
+# line once; "FAILED - RETRYING" is an until loop at work, not a failure.
+WHERE_FAILED = [re.compile(r"^(FAILED|ERROR) (?!- RETRYING)\S"),
+                re.compile(r"^(E\s+)?(fatal: \[|failed: \[|\[ERROR\]: )"),
+                re.compile(r"^E\s+(assert |\w+Error\b)")]
 WHERE_FAILED_LINES, WHERE_FAILED_WIDTH = 30, 300
 
 
@@ -58,7 +61,7 @@ class ToolRun:
     def where_failed(self) -> list[str]:
         """The log's failure lines (first ones, each cut short: -vvv results are long)."""
         lines = [line.strip() for line in self.text.splitlines()]
-        found = [line for pattern in WHERE_FAILED for line in lines if pattern.match(line)]
+        found = list(dict.fromkeys(line for pattern in WHERE_FAILED for line in lines if pattern.match(line)))
         return [line if len(line) <= WHERE_FAILED_WIDTH else line[:WHERE_FAILED_WIDTH] + " ..."
                 for line in found[:WHERE_FAILED_LINES]]
 

@@ -42,12 +42,14 @@ def test_run_logged_keeps_output_and_tail():
 
 def test_failure_names_the_failed_test_before_the_tail():
     # A scenario's log ends with its destroy step: the verifier's failed test is far above it.
-    script = ("print('FAILED tests/test_x.py::test_y - AssertionError: 3 != 4'); "
+    script = ("[print('FAILED - RETRYING: [h1]: Ready (%d retries left)' % i) for i in range(40)]; "
+              "print('FAILED tests/test_x.py::test_y - AssertionError: 3 != 4'); "
               "print('fatal: [h1]: FAILED! => ' + 'x' * 1000); "
               "[print('destroy line', i) for i in range(200)]; raise SystemExit(1)")
     run = run_logged("harness-selftest-where", [sys.executable, "-c", script])
     message = run.failure()
     assert "FAILED tests/test_x.py::test_y - AssertionError: 3 != 4" in message
-    where = message.split("---- last")[0]
+    where = message.split("---- where it failed")[1].split("---- last")[0]
     assert "fatal: [h1]: FAILED! => " in where and len(where) < 1000
+    assert "RETRYING" not in where
     assert "destroy line 199" in message
